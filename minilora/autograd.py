@@ -1,0 +1,200 @@
+"""The autograd engine: Function (one differentiable op) and the backward pass.
+
+A forward call builds a define-by-run graph: each output Tensor remembers the
+Function that made it (``_ctx``) and each Function its input Tensors. backward()
+sorts that graph topologically with an explicit stack (no recursion, so a chain
+of 10,000 ops is fine), walks it from the output to the leaves, calls each
+Function's hand-written backward once, sums gradients where a tensor fans out,
+and releases what each Function saved unless ``retain_graph=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from minilora import backend
+
+if TYPE_CHECKING:
+    from minilora.tensor import Tensor
+
+FUNCTIONS: dict[str, type[Function]] = {}  # every op class, so gradcheck can insist each has a case
+_grad_enabled = True
+_RELEASED = object()
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inside this block ops record no graph (inference, weight updates)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Undo broadcasting: the gradient of a broadcast input is g summed over the broadcast axes."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+class Function:
+    """One differentiable op.
+
+    Subclasses implement ``forward(*arrays) -> array`` on raw arrays and
+    ``backward(g_y) -> tuple`` returning one gradient per input (None where
+    ``self.needs_input_grad[i]`` is False: those are never computed). ``self.xp``
+    is the array module of the inputs. Keyword arguments of ``apply`` go to
+    ``__init__`` (axis, eps, ...). Only what backward needs is saved.
+    """
+
+    float_only = True  # refuse integer tensors (exp of an int is a user mistake); shape ops set False
+    xp: Any
+    needs_input_grad: tuple[bool, ...]
+    inputs: tuple[Tensor, ...] | None
+    saved: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            FUNCTIONS[f"{cls.__module__}.{cls.__qualname__}"] = cls
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
+        fn = cls(**params)
+        device = inputs[0].device
+        needs = []
+        for x in inputs:
+            if x.device != device:
+                raise RuntimeError(
+                    f"{cls.__name__}: inputs are on different devices ({device} and {x.device}); "
+                    "move them with .to(device) first"
+                )
+            if cls.float_only and x.data.dtype.kind != "f":
+                raise TypeError(
+                    f"{cls.__name__}: expected floating-point tensors, got dtype {x.data.dtype} "
+                    f"with shape {tuple(x.shape)}"
+                )
+            needs.append(x.requires_grad)
+        record = _grad_enabled and any(needs)
+        fn.needs_input_grad = tuple(needs) if record else (False,) * len(inputs)
+        fn.xp = backend.get_array_module(*[x.data for x in inputs])
+        fn.saved = ()
+        y = fn.forward(*[x.data for x in inputs])
+        out = Tensor(y)
+        if record:
+            fn.inputs = inputs
+            out._ctx = fn
+            out.requires_grad = True
+        return out
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        if any(self.needs_input_grad):
+            self.saved = arrays
+
+    def forward(self, *xs: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, g_y: Any) -> tuple[Any, ...]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def release(self) -> None:
+        self.saved = _RELEASED
+        self.inputs = None
+
+
+def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into every leaf's ``.grad`` (see module docstring)."""
+    if not root.requires_grad:
+        raise RuntimeError("backward(): the tensor does not require grad and has no graph")
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward(): the output has shape {tuple(root.shape)}; pass grad= for a non-scalar output"
+            )
+        grad = root.xp.ones_like(root.data)
+    elif isinstance(grad, Tensor):
+        grad = grad.data
+    if tuple(grad.shape) != tuple(root.shape):
+        raise ValueError(f"backward(): grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
+
+    order = _topological_order(root)
+    grads: dict[int, Any] = {id(root): grad}
+    handed_out: set[int] = set()  # arrays already stored as some leaf's .grad: never alias two leaves
+    for t in order:
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        fn = t._ctx
+        if fn is None:  # a leaf: accumulate
+            if t.grad is not None:
+                t.grad = t.grad + g
+            else:
+                t.grad = g.copy() if id(g) in handed_out else g
+                handed_out.add(id(t.grad))
+            continue
+        in_grads = fn.backward(g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for x, need, g_x in zip(fn.inputs, fn.needs_input_grad, in_grads, strict=True):
+            if not need or g_x is None:
+                continue
+            if g_x.shape != x.data.shape:
+                raise RuntimeError(
+                    f"{fn.name}.backward returned a gradient of shape {tuple(g_x.shape)} "
+                    f"for an input of shape {tuple(x.shape)}"
+                )
+            if g_x.dtype != x.data.dtype:
+                g_x = g_x.astype(x.data.dtype)
+            prev = grads.get(id(x))
+            grads[id(x)] = g_x if prev is None else prev + g_x
+        if not retain_graph:
+            fn.release()
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors from root to leaves, each after every tensor that uses it (iterative DFS)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        fn = t._ctx
+        if fn is None:
+            continue
+        if fn.saved is _RELEASED:
+            raise RuntimeError(
+                f"backward through the graph a second time (at {fn.name}): its saved arrays were released; "
+                "call backward(retain_graph=True) the first time"
+            )
+        for x in fn.inputs:
+            if x.requires_grad and id(x) not in visited:
+                stack.append((x, False))
+    order.reverse()
+    return order
+
+
+from minilora.tensor import Tensor  # noqa: E402  (last: tensor.py imports the ops, which import Function)

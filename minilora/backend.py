@@ -1,0 +1,190 @@
+"""One place that decides where arrays live: NumPy on the CPU, CuPy on the GPU.
+
+Every op asks this module for its array module (``xp``) instead of importing
+NumPy, so the same code runs on both. CuPy is imported lazily and is optional.
+
+The "cuda" module can be replaced (``use_cuda_module``) by the strict stand-in
+in ``minilora.testing.strict``: CI has no GPU, yet every op runs on an array
+type that refuses what CuPy refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+_cuda_module: ModuleType | None = None  # cupy, or a stand-in; resolved lazily
+_cuda_checked = False
+_seed = 0
+_generators: dict[str, Any] = {}
+
+
+# ----------------------------------------------------------------------------- modules
+def _cuda() -> ModuleType | None:
+    """The CUDA array module, or None when CuPy or a GPU is missing."""
+    global _cuda_module, _cuda_checked
+    if not _cuda_checked:
+        _cuda_checked = True
+        try:
+            import cupy  # noqa: PLC0415  (optional dependency)
+
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                _cuda_module = cupy
+        except Exception:  # ImportError, or a CUDA driver error without a GPU
+            _cuda_module = None
+    return _cuda_module
+
+
+def cuda_available() -> bool:
+    """True when tensors can be placed on device "cuda"."""
+    return _cuda() is not None
+
+
+def cuda_unavailable_reason() -> str:
+    try:
+        import cupy  # noqa: F401, PLC0415
+    except ImportError:
+        return "CuPy is not installed (pip install 'minilora[gpu]')"
+    return "CuPy is installed but no CUDA device was found"
+
+
+@contextlib.contextmanager
+def use_cuda_module(module: ModuleType) -> Iterator[None]:
+    """Temporarily serve ``module`` as the "cuda" array module (tests use the strict stand-in)."""
+    global _cuda_module, _cuda_checked
+    saved = (_cuda_module, _cuda_checked, _generators.pop("cuda", None))
+    _cuda_module, _cuda_checked = module, True
+    try:
+        yield
+    finally:
+        _cuda_module, _cuda_checked = saved[0], saved[1]
+        _generators.pop("cuda", None)
+        if saved[2] is not None:
+            _generators["cuda"] = saved[2]
+
+
+def module_for(device: str) -> ModuleType:
+    """The array module of a device name."""
+    if device == "cpu":
+        return np
+    if device == "cuda":
+        xp = _cuda()
+        if xp is None:
+            raise RuntimeError(f"device 'cuda' requested but {cuda_unavailable_reason()}")
+        return xp
+    raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+
+
+def device_of(a: Any) -> str:
+    """"cpu" for NumPy arrays and scalars, "cuda" for arrays of the CUDA module."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return "cpu"
+    xp = _cuda_module
+    if xp is not None and isinstance(a, xp.ndarray):
+        return "cuda"
+    raise TypeError(f"expected a NumPy or CuPy array, got {type(a).__name__}")
+
+
+def get_array_module(*arrays: Any) -> ModuleType:
+    """numpy or cupy, from the arrays given (Python scalars and None are ignored)."""
+    for a in arrays:
+        if a is None or isinstance(a, (int, float, bool, np.ndarray, np.generic)):
+            continue
+        xp = _cuda_module
+        if xp is not None and isinstance(a, xp.ndarray):
+            return xp
+    return np
+
+
+def is_array(a: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return True
+    xp = _cuda_module
+    return xp is not None and isinstance(a, xp.ndarray)
+
+
+# ----------------------------------------------------------------------------- transfers
+def to_device(a: Any, device: str, dtype: Any = None) -> Any:
+    """Copy ``a`` (array, scalar or nested list) onto ``device``: the one explicit transfer."""
+    if is_array(a) and device_of(a) == "cuda" and device == "cpu":
+        a = to_host(a)
+    xp = module_for(device)
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A NumPy copy of a device array (explicit host transfer)."""
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np.asarray(a)
+    return a.get()
+
+
+# ----------------------------------------------------------------------------- helpers ops use
+def scatter_add(dst: Any, indices: Any, values: Any) -> None:
+    """dst[indices] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add)."""
+    xp = get_array_module(dst)
+    if xp is np:
+        np.add.at(dst, indices, values)
+    else:
+        _cupyx(xp).scatter_add(dst, indices, values)
+
+
+def _cupyx(xp: ModuleType) -> Any:
+    cupyx = getattr(xp, "cupyx", None)  # the stand-in carries its own
+    if cupyx is None:
+        import cupyx  # noqa: PLC0415
+    return cupyx
+
+
+def scalar_like(value: Any, like: Any) -> Any:
+    """A 0-d array of ``like``'s module and dtype: keeps float32 float32 (no upcast from Python floats)."""
+    xp = get_array_module(like)
+    return xp.asarray(value, dtype=like.dtype)
+
+
+# ----------------------------------------------------------------------------- randomness
+def manual_seed(seed: int) -> None:
+    """Seed the host generator (weight init) and every device generator (dropout, sampling)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def host_rng() -> np.random.Generator:
+    """The host generator: weights are initialised here, so CPU and GPU runs start identical."""
+    if "host" not in _generators:
+        _generators["host"] = np.random.default_rng(_seed)
+    return _generators["host"]
+
+
+def device_rng(device: str) -> Any:
+    """The generator that draws random numbers directly on ``device``."""
+    if device not in _generators:
+        xp = module_for(device)
+        _generators[device] = xp.random.default_rng(_seed + (1 if device == "cuda" else 2))
+    return _generators[device]
+
+
+def rng_state() -> dict[str, Any]:
+    """Host-side snapshot of the seed and the CPU generators (for exact resume)."""
+    state: dict[str, Any] = {"seed": _seed}
+    for name in ("host", "cpu"):
+        if name in _generators:
+            state[name] = _generators[name].bit_generator.state
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    global _seed
+    _seed = int(state["seed"])
+    _generators.clear()
+    for name in ("host", "cpu"):
+        if name in state:
+            g = host_rng() if name == "host" else device_rng("cpu")
+            g.bit_generator.state = state[name]

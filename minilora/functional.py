@@ -1,0 +1,1 @@
+"""minilora.functional (imported as F): neural-network ops on Tensors."""

@@ -1,0 +1,1 @@
+"""Test helpers shipped with minilora: the strict CuPy stand-in (``minilora.testing.strict``)."""
