@@ -3,6 +3,7 @@
 from minilora import (
     functional,  # noqa: F401
     gradcheck,  # noqa: F401
+    nn,  # noqa: F401
 )
 from minilora import functional as F  # noqa: N812
 from minilora.autograd import is_grad_enabled, no_grad
@@ -20,6 +21,7 @@ __all__ = [
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",
+    "nn",
     "no_grad",
     "tensor",
 ]
