@@ -1,0 +1,32 @@
+"""Optimizers (SGD, Adam, AdamW), learning-rate schedules, gradient clipping and the non-finite guard."""
+
+from minilora.optim.adam import Adam, AdamW
+from minilora.optim.clip import NonFiniteError, check_finite, clip_grad_norm, grad_norm
+from minilora.optim.optimizer import Optimizer, param_groups
+from minilora.optim.schedules import (
+    ConstantSchedule,
+    LinearSchedule,
+    Schedule,
+    WarmupCosineSchedule,
+    get_schedule,
+    schedule_from_dict,
+)
+from minilora.optim.sgd import SGD
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "ConstantSchedule",
+    "LinearSchedule",
+    "NonFiniteError",
+    "Optimizer",
+    "Schedule",
+    "WarmupCosineSchedule",
+    "check_finite",
+    "clip_grad_norm",
+    "get_schedule",
+    "grad_norm",
+    "param_groups",
+    "schedule_from_dict",
+]

@@ -1,0 +1,80 @@
+"""Gradient clipping by global norm, and the guard that stops training on a non-finite loss or gradient."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from minilora import backend
+from minilora.tensor import Tensor
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient is NaN or infinite: training stops before the weights are touched."""
+
+
+def _with_grad(params: Iterable[Any]) -> list[Tensor]:
+    if isinstance(params, Tensor):
+        params = [params]
+    out = []
+    for p in params:
+        p = p[1] if isinstance(p, tuple) else p
+        if p.grad is not None:
+            out.append(p)
+    return out
+
+
+def grad_norm(params: Iterable[Any]) -> Tensor:
+    """The global L2 norm sqrt(sum_p sum(g_p^2)) of every gradient, as a 0-d Tensor on the grads' device.
+
+    No host sync: the value stays on the device until someone reads it.
+    """
+    ps = _with_grad(params)
+    if not ps:
+        return Tensor(backend.to_device(0.0, "cpu", "float32"))
+    xp = ps[0].xp
+    total = None
+    for p in ps:
+        s = xp.sum(p.grad * p.grad)
+        total = s if total is None else total + s
+    return Tensor(xp.sqrt(total))
+
+
+def clip_grad_norm(params: Iterable[Any], max_norm: float) -> Tensor:
+    """Scale all gradients by min(1, max_norm / (total_norm + 1e-6)); return total_norm (before clipping).
+
+    As ``torch.nn.utils.clip_grad_norm_``. The norm is returned as a 0-d Tensor on the
+    gradients' device (read it with ``.item()``, a host transfer). The scaling is
+    branch-free on the device (no sync) and out of place: each ``p.grad`` is replaced
+    by a new array, so an array that backward shared is never modified.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm}")
+    ps = _with_grad(params)
+    total = grad_norm(ps)
+    if not ps:
+        return total
+    xp = ps[0].xp
+    coef = xp.minimum(max_norm / (total.data + 1e-6), 1.0)
+    for p in ps:
+        p.grad = p.grad * coef.astype(p.grad.dtype)
+    return total
+
+
+def check_finite(step: int, loss: float, norm: float, named_params: Iterable[tuple[str, Tensor]]) -> None:
+    """Raise NonFiniteError naming the step and the first parameter whose gradient is NaN/inf.
+
+    ``loss`` and ``norm`` are host floats the caller read in its one sync per step; only
+    when one is not finite do we look further (more syncs, but training is stopping anyway).
+    """
+    if math.isfinite(loss) and math.isfinite(norm):
+        return
+    bad = []
+    for name, p in named_params:
+        if p.grad is not None and not bool(backend.to_host(p.xp.isfinite(p.grad).all())):  # host
+            bad.append(name)
+    where = f"in the gradient of {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") if bad else ""
+    if not math.isfinite(loss):
+        raise NonFiniteError(f"step {step}: the loss is {loss}" + (f"; non-finite values {where}" if bad else ""))
+    raise NonFiniteError(f"step {step}: non-finite gradient {where or '(norm ' + str(norm) + ')'}; weights untouched")
