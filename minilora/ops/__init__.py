@@ -1,13 +1,20 @@
 """Tensor-level ops, each a Function with a hand-written backward and a registered gradcheck case."""
 
+from minilora.ops.activation import GELUErf, GELUTanh, SiLU, erf, gelu, silu
 from minilora.ops.arithmetic import Add, Div, MatMul, Mul, Neg, Pow, Sub
+from minilora.ops.embedding import Embedding, embedding
+from minilora.ops.linear import Linear, linear
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
+from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from minilora.ops.reduction import Max, Mean, Sum
 from minilora.ops.shape import Cast, Concat, GetItem, Reshape, Stack, Transpose, concat, split, stack
+from minilora.ops.softmax import LogSoftmax, Softmax, log_softmax, softmax
 
 __all__ = [
     "Add", "Div", "MatMul", "Mul", "Neg", "Pow", "Sub",
     "Cast", "Concat", "GetItem", "Reshape", "Stack", "Transpose", "concat", "split", "stack",
     "Exp", "Log", "MaskedFill", "ReLU", "Sigmoid", "Sqrt", "Tanh", "Where", "masked_fill", "where",
     "Max", "Mean", "Sum",
+    "GELUErf", "GELUTanh", "SiLU", "erf", "gelu", "silu", "Embedding", "embedding", "Linear", "linear",
+    "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
 ]

@@ -1,0 +1,128 @@
+"""Fused LayerNorm and RMSNorm over the last axis.
+
+Composed of primitive ops, LayerNorm would be ~10 graph nodes each saving a
+full-size array; fused, it saves xhat and one (..., 1) statistic and its
+backward is three reductions (see docs/ops/normalization.md for the derivation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from minilora.autograd import Function
+from minilora.gradcheck import register
+from minilora.ops.linear import check_same_dtype
+
+if TYPE_CHECKING:
+    from minilora.tensor import Tensor
+
+
+def _check_affine(op: str, x: Any, w: Any, b: Any) -> None:
+    C = x.shape[-1] if x.ndim else None
+    for name, p in (("weight", w), ("bias", b)):
+        if p is not None and tuple(p.shape) != (C,):
+            raise ValueError(f"{op}: {name} of shape {tuple(p.shape)} does not match input of shape {tuple(x.shape)}")
+    check_same_dtype(op, x=x, weight=w, bias=b)
+
+
+def _sum_leading(g: Any) -> Any:
+    """Sum over every axis but the last: the gradient of a (C,) parameter broadcast over (..., C)."""
+    return g.reshape(-1, g.shape[-1]).sum(axis=0)
+
+
+class LayerNorm(Function):
+    """y = xhat * w + b,  xhat = (x - mu) * rstd,  rstd = 1 / sqrt(var + eps)  (mu, var over the last axis).
+
+    g_b = sum g_y,  g_w = sum g_y * xhat,  g_xhat = g_y * w,
+    g_x = rstd * (g_xhat - mean(g_xhat) - xhat * mean(g_xhat * xhat)),
+    which folds the g_var and g_mu paths of the chain rule into the two means.
+    """
+
+    def __init__(self, eps: float, has_w: bool, has_b: bool) -> None:
+        self.eps, self.has_w, self.has_b = eps, has_w, has_b
+
+    def forward(self, x: Any, *params: Any) -> Any:
+        xp = self.xp
+        w = params[0] if self.has_w else None
+        b = params[-1] if self.has_b else None
+        _check_affine("layer_norm", x, w, b)
+        mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1), biased as in PyTorch
+        rstd = 1.0 / xp.sqrt(var + xp.asarray(self.eps, dtype=x.dtype))
+        xhat = xc
+        xhat *= rstd  # in place: xc is not needed again
+        y = xhat * w if w is not None else xhat.copy()
+        if b is not None:
+            y += b
+        needs = self.needs_input_grad
+        need_xhat = needs[0] or (self.has_w and needs[1])
+        self.save_for_backward(xhat if need_xhat else None, rstd if needs[0] else None, w if needs[0] else None)
+        return y
+
+    def backward(self, g_y: Any) -> tuple[Any, ...]:
+        xhat, rstd, w = self.saved
+        needs = iter(self.needs_input_grad[1:])
+        g_w = _sum_leading(g_y * xhat) if self.has_w and next(needs) else None
+        g_b = _sum_leading(g_y) if self.has_b and next(needs) else None
+        g_x = None
+        if self.needs_input_grad[0]:
+            g_xhat = g_y * w if w is not None else g_y
+            g_x = g_xhat - g_xhat.mean(axis=-1, keepdims=True)
+            g_x -= xhat * (g_xhat * xhat).mean(axis=-1, keepdims=True)
+            g_x *= rstd
+        return (g_x,) + ((g_w,) if self.has_w else ()) + ((g_b,) if self.has_b else ())
+
+
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the last axis to zero mean and unit variance, then scale by weight and shift by bias."""
+    params = [p for p in (weight, bias) if p is not None]
+    return LayerNorm.apply(x, *params, eps=eps, has_w=weight is not None, has_b=bias is not None)
+
+
+register(LayerNorm, lambda x, w, b: layer_norm(x, w, b), (3, 5), (5,), (5,), name="LayerNorm")
+register(LayerNorm, lambda x, w, b: layer_norm(x, w, b), (2, 3, 4), (4,), (4,), name="LayerNorm (3-D)")
+register(LayerNorm, lambda x, w: layer_norm(x, w, None), (3, 5), (5,), name="LayerNorm (bias=None)")
+register(LayerNorm, lambda x: layer_norm(x, None, None), (2, 6), name="LayerNorm (no affine)")
+
+
+class RMSNorm(Function):
+    """y = xhat * w,  xhat = x * rrms,  rrms = 1 / sqrt(mean(x^2) + eps)  (over the last axis).
+
+    g_w = sum g_y * xhat,  g_xhat = g_y * w,  g_x = rrms * (g_xhat - xhat * mean(g_xhat * xhat)).
+    """
+
+    def __init__(self, eps: float, has_w: bool) -> None:
+        self.eps, self.has_w = eps, has_w
+
+    def forward(self, x: Any, *params: Any) -> Any:
+        xp = self.xp
+        w = params[0] if self.has_w else None
+        _check_affine("rms_norm", x, w, None)
+        rrms = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + xp.asarray(self.eps, dtype=x.dtype))  # (..., 1)
+        xhat = x * rrms
+        y = xhat * w if w is not None else xhat
+        needs = self.needs_input_grad
+        self.save_for_backward(xhat, rrms if needs[0] else None, w if needs[0] else None)
+        return y
+
+    def backward(self, g_y: Any) -> tuple[Any, ...]:
+        xhat, rrms, w = self.saved
+        g_w = _sum_leading(g_y * xhat) if self.has_w and self.needs_input_grad[1] else None
+        g_x = None
+        if self.needs_input_grad[0]:
+            g_xhat = g_y * w if w is not None else g_y
+            g_x = g_xhat - xhat * (g_xhat * xhat).mean(axis=-1, keepdims=True)
+            g_x *= rrms
+        return (g_x, g_w) if self.has_w else (g_x,)
+
+
+def rms_norm(x: Tensor, weight: Tensor | None, eps: float = 1e-6) -> Tensor:
+    """Scale x by the reciprocal root mean square of its last axis, then by weight."""
+    if weight is None:
+        return RMSNorm.apply(x, eps=eps, has_w=False)
+    return RMSNorm.apply(x, weight, eps=eps, has_w=True)
+
+
+register(RMSNorm, lambda x, w: rms_norm(x, w), (3, 5), (5,), name="RMSNorm")
+register(RMSNorm, lambda x, w: rms_norm(x, w), (2, 3, 4), (4,), name="RMSNorm (3-D)")

@@ -1,0 +1,64 @@
+"""GELU (tanh and erf forms), erf itself, and SiLU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import minilora as ml
+from minilora import F
+from minilora.gradcheck import check_grad
+from minilora.ops.activation import erf
+
+
+def test_erf_matches_math_erf(device):
+    x = np.concatenate([np.linspace(-7, 7, 4001), [0.0, 0.46875, -0.46875, 4.0, -4.0, 30.0, -30.0]])
+    ref = np.array([math.erf(v) for v in x])
+    got = ml.backend.to_host(erf(ml.backend.to_device(x, device)))
+    assert np.abs(got - ref).max() < 1e-14
+
+
+def gelu_tanh_ref(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def gelu_erf_ref(x):
+    return 0.5 * x * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x.ravel()]).reshape(x.shape))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 2, 5)])
+def test_gelu(device, rng, shape):
+    x = rng.standard_normal(shape) * 2
+    tx = ml.tensor(x, device=device, requires_grad=True)
+    np.testing.assert_allclose(F.gelu(tx).numpy(), gelu_tanh_ref(x), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(F.gelu(tx, approximate="none").numpy(), gelu_erf_ref(x), rtol=1e-12, atol=1e-15)
+    check_grad(lambda t: F.gelu(t), [tx])
+    check_grad(lambda t: F.gelu(t, approximate="none"), [tx], atol=1e-8, rtol=1e-7)  # tight: erf is exact
+    np.testing.assert_array_equal(tx.numpy(), x)
+
+
+def test_silu(device, rng):
+    x = rng.standard_normal((3, 4)) * 3
+    x[0, 0], x[0, 1] = -800.0, 800.0  # the stable sigmoid must not overflow
+    tx = ml.tensor(x, device=device, requires_grad=True)
+    with np.errstate(over="ignore"):
+        ref = x / (1 + np.exp(-x))
+    np.testing.assert_allclose(F.silu(tx).numpy(), ref, rtol=1e-12)
+    check_grad(F.silu, [tx])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept(device, rng, dtype):
+    tx = ml.tensor(rng.standard_normal((2, 3)).astype(dtype), device=device, requires_grad=True)
+    for y in (F.gelu(tx), F.gelu(tx, approximate="none"), F.silu(tx)):
+        assert y.dtype == dtype
+        tx.grad = None
+        y.backward(ml.tensor(np.ones((2, 3), dtype), device=device))
+        assert tx.grad.dtype == dtype
+
+
+def test_bad_approximate(device):
+    with pytest.raises(ValueError, match="gelu: approximate must be"):
+        F.gelu(ml.tensor(np.ones(2), device=device), approximate="erf")

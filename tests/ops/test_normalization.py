@@ -1,0 +1,64 @@
+"""F.layer_norm and F.rms_norm: NumPy references, finite differences, None weight/bias, dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minilora as ml
+from minilora import F
+from minilora.gradcheck import check_grad
+
+
+def ln_ref(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    y = (x - mu) / np.sqrt(x.var(-1, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4)])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_layer_norm(device, rng, shape, affine):
+    C = shape[-1]
+    x = rng.standard_normal(shape) * 3 + 1
+    w = rng.standard_normal(C) if affine != "none" else None
+    b = rng.standard_normal(C) if affine == "both" else None
+    t = [ml.tensor(a, device=device, requires_grad=True) if a is not None else None for a in (x, w, b)]
+    np.testing.assert_allclose(F.layer_norm(*t).numpy(), ln_ref(x, w, b), rtol=1e-10, atol=1e-12)
+    live = [a for a in t if a is not None]
+    n = len(live)
+    check_grad(lambda *a: F.layer_norm(a[0], a[1] if n > 1 else None, a[2] if n > 2 else None), live)
+    np.testing.assert_array_equal(t[0].numpy(), x)
+
+
+def test_layer_norm_frozen_affine(device, rng):
+    tx = ml.tensor(rng.standard_normal((2, 4)), device=device, requires_grad=True)
+    tw, tb = ml.tensor(rng.standard_normal(4), device=device), ml.tensor(rng.standard_normal(4), device=device)
+    check_grad(lambda x: F.layer_norm(x, tw, tb), [tx])
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4)])
+def test_rms_norm(device, rng, shape):
+    x, w = rng.standard_normal(shape), rng.standard_normal(shape[-1])
+    tx, tw = ml.tensor(x, device=device, requires_grad=True), ml.tensor(w, device=device, requires_grad=True)
+    ref = x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(F.rms_norm(tx, tw).numpy(), ref, rtol=1e-10)
+    check_grad(lambda a, b: F.rms_norm(a, b), [tx, tw])
+    check_grad(lambda a: F.rms_norm(a, None), [tx])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept(device, rng, dtype):
+    tx = ml.tensor(rng.standard_normal((2, 4)).astype(dtype), device=device, requires_grad=True)
+    tw = ml.tensor(np.ones(4, dtype), device=device, requires_grad=True)
+    tb = ml.tensor(np.zeros(4, dtype), device=device, requires_grad=True)
+    for y in (F.layer_norm(tx, tw, tb), F.rms_norm(tx, tw)):
+        assert y.dtype == dtype
+        y.backward(ml.tensor(np.ones((2, 4), dtype), device=device))
+        assert tx.grad.dtype == dtype and tw.grad.dtype == dtype
+
+
+def test_shape_error(device):
+    tx = ml.tensor(np.ones((2, 4)), device=device)
+    with pytest.raises(ValueError, match=r"layer_norm: weight of shape \(3,\) does not match input of shape \(2, 4\)"):
+        F.layer_norm(tx, ml.tensor(np.ones(3), device=device), None)
