@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minilora.ops.activation import gelu, silu
+from minilora.ops.attention import scaled_dot_product_attention
+from minilora.ops.dropout import dropout
 from minilora.ops.embedding import embedding
 from minilora.ops.linear import linear
+from minilora.ops.loss import cross_entropy
 from minilora.ops.math import masked_fill, where
 from minilora.ops.normalization import layer_norm, rms_norm
 from minilora.ops.shape import concat, split, stack
@@ -36,6 +39,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "concat", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "masked_fill", "relu", "rms_norm",
-    "sigmoid", "silu", "softmax", "split", "stack", "tanh", "where",
+    "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "masked_fill",
+    "relu", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "stack", "tanh",
+    "where",
 ]

@@ -2,8 +2,11 @@
 
 from minilora.ops.activation import GELUErf, GELUTanh, SiLU, erf, gelu, silu
 from minilora.ops.arithmetic import Add, Div, MatMul, Mul, Neg, Pow, Sub
+from minilora.ops.attention import ScaledDotProductAttention, scaled_dot_product_attention
+from minilora.ops.dropout import Dropout, dropout
 from minilora.ops.embedding import Embedding, embedding
 from minilora.ops.linear import Linear, linear
+from minilora.ops.loss import CrossEntropy, cross_entropy
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
 from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from minilora.ops.reduction import Max, Mean, Sum
@@ -17,4 +20,6 @@ __all__ = [
     "Max", "Mean", "Sum",
     "GELUErf", "GELUTanh", "SiLU", "erf", "gelu", "silu", "Embedding", "embedding", "Linear", "linear",
     "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
+    "CrossEntropy", "cross_entropy", "Dropout", "dropout", "ScaledDotProductAttention",
+    "scaled_dot_product_attention",
 ]

@@ -1,0 +1,198 @@
+"""Fused scaled dot-product attention with a hand-written backward.
+
+q (B, nh, Tq, hs), k and v (B, nh, Tk, hs). Composed of primitive ops the
+graph would save the scores, the masked scores, the exponentials and the
+probabilities, four (B, nh, Tq, Tk) arrays; fused, it saves only the
+probabilities P (plus a boolean dropout mask when dropout is on) and q, k, v.
+
+Causal masking is aligned to the END: query i may see key j <= i + (Tk - Tq).
+With a KV cache or key/value prefixes (prefix tuning) the queries are the last
+Tq positions of a longer sequence, so this is the right alignment; for
+Tk == Tq it is the usual lower triangle.
+
+Fully masked rows (a query that may see no key) give an output of 0 and a
+zero gradient instead of NaN: their row maximum is -inf, replaced by 0, so
+exp(-inf - 0) = 0 and the normaliser 0 is replaced by 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from minilora import backend
+from minilora.autograd import Function
+from minilora.gradcheck import register, spec
+from minilora.ops.dropout import keep_mask
+from minilora.ops.linear import check_same_dtype
+
+if TYPE_CHECKING:
+    from minilora.tensor import Tensor
+
+
+def causal_mask(xp: Any, Tq: int, Tk: int) -> Any:
+    """(Tq, Tk) booleans, True where query i may attend key j: j <= i + (Tk - Tq)."""
+    return xp.arange(Tk)[None, :] <= xp.arange(Tq)[:, None] + (Tk - Tq)
+
+
+class ScaledDotProductAttention(Function):
+    """out = D(P) V,  P = softmax(S),  S = scale * q k^T masked to -inf,  scale = 1/sqrt(hs),
+    D(P) = P * m / (1 - p_drop) (dropout on the probabilities, m the keep mask).
+
+    g_V = D(P)^T g_out,  g_D = g_out V^T,  g_P = g_D * m / (1 - p_drop),
+    g_S = P * (g_P - sum_j(g_P * P))  (softmax backward; masked entries have P = 0 so g_S = 0),
+    g_q = scale * g_S k,  g_k = scale * g_S^T q.
+    """
+
+    def __init__(self, allowed: Any, dropout_p: float, device: str) -> None:
+        self.allowed, self.dropout_p, self.device = allowed, dropout_p, device
+
+    def forward(self, q: Any, k: Any, v: Any) -> Any:
+        xp = self.xp
+        self.hs = q.shape[-1]
+        scale = 1.0 / math.sqrt(self.hs)
+        att = q @ xp.swapaxes(k, -1, -2)  # (B, nh, Tq, Tk)
+        att *= scale
+        if self.allowed is not None:
+            att = xp.where(self.allowed, att, -xp.inf)
+        row_max = att.max(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+        if self.allowed is not None:
+            row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)  # fully masked row: -inf -> 0, no NaN
+        att -= row_max
+        xp.exp(att, out=att)
+        denom = att.sum(axis=-1, keepdims=True)
+        if self.allowed is not None:
+            denom = xp.where(denom == 0, 1.0, denom)
+        att /= denom  # P, (B, nh, Tq, Tk)
+        self.allowed = None
+        m = None
+        att_d = att
+        if self.dropout_p > 0.0:
+            m = keep_mask(att.shape, self.dropout_p, self.device)
+            att_d = att * m * xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=att.dtype)
+        need_q, need_k, need_v = self.needs_input_grad
+        need_s = need_q or need_k  # the score gradient needs v; g_q needs k, g_k needs q
+        self.save_for_backward(q if need_k else None, k if need_q else None, v if need_s else None, att, m)
+        return att_d @ v  # (B, nh, Tq, hs)
+
+    def backward(self, g_out: Any) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        q, k, v, P, m = self.saved
+        need_q, need_k, need_v = self.needs_input_grad
+        scale = 1.0 / math.sqrt(self.hs)
+        keep_scale = xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=P.dtype) if m is not None else None
+        g_v = None
+        if need_v:
+            D = P * m * keep_scale if m is not None else P
+            g_v = xp.swapaxes(D, -1, -2) @ g_out  # (B, nh, Tk, hs)
+            del D
+        if not (need_q or need_k):
+            return None, None, g_v
+        g_P = g_out @ xp.swapaxes(v, -1, -2)  # (B, nh, Tq, Tk)
+        if m is not None:
+            g_P *= m
+            g_P *= keep_scale
+        g_S = g_P
+        g_S -= (g_P * P).sum(axis=-1, keepdims=True)
+        g_S *= P
+        g_S *= scale  # fold the score scale in once for both g_q and g_k
+        g_q = g_S @ k if need_q else None  # (B, nh, Tq, hs)
+        g_k = xp.swapaxes(g_S, -1, -2) @ q if need_k else None  # (B, nh, Tk, hs)
+        return g_q, g_k, g_v
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Any = None,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    training: bool = True,
+) -> Tensor:
+    """softmax(q k^T / sqrt(hs) + masking) v, fused (see ScaledDotProductAttention).
+
+    mask: booleans broadcastable to (B, nh, Tq, Tk), True where a query may attend a key.
+    causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end). dropout_p applies to the
+    attention probabilities when ``training``.
+    """
+    from minilora.tensor import Tensor  # noqa: PLC0415  (tensor.py imports the ops)
+
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(
+            "scaled_dot_product_attention: q, k, v must be 4-D (B, nh, T, hs), got shapes "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    B, nh, Tq, hs = q.shape
+    Tk = k.shape[2]
+    if k.shape != (B, nh, Tk, hs) or v.shape[:3] != (B, nh, Tk):
+        raise ValueError(
+            "scaled_dot_product_attention: q (B, nh, Tq, hs), k (B, nh, Tk, hs), v (B, nh, Tk, hv) do not fit: "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    check_same_dtype("scaled_dot_product_attention", q=q.data, k=k.data, v=v.data)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+    xp = q.xp
+    allowed = None
+    if mask is not None:
+        mdata = mask.data if isinstance(mask, Tensor) else mask
+        if not backend.is_array(mdata) or mdata.dtype != np.bool_:
+            raise TypeError(
+                "scaled_dot_product_attention: mask must be a boolean array or Tensor (True = may attend), "
+                f"got {getattr(mdata, 'dtype', type(mdata).__name__)}"
+            )
+        if backend.device_of(mdata) != q.device:
+            raise RuntimeError(f"scaled_dot_product_attention: mask is on {backend.device_of(mdata)}, q on {q.device}")
+        try:
+            np.broadcast_shapes(tuple(mdata.shape), (B, nh, Tq, Tk))
+        except ValueError:
+            raise ValueError(
+                f"scaled_dot_product_attention: mask of shape {tuple(mdata.shape)} does not broadcast to "
+                f"(B, nh, Tq, Tk) = {(B, nh, Tq, Tk)}"
+            ) from None
+        allowed = mdata
+    if causal:
+        c = causal_mask(xp, Tq, Tk)  # (Tq, Tk)
+        allowed = c if allowed is None else allowed & c
+    p = dropout_p if training else 0.0
+    return ScaledDotProductAttention.apply(q, k, v, allowed=allowed, dropout_p=p, device=q.device)
+
+
+def _bool_mask(*shape: int) -> Any:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        m = rng.random(shape) < 0.7
+        m[..., 0] = True  # every query sees at least one key
+        return m
+
+    return spec("bool " + "x".join(map(str, shape)), make)
+
+
+def _fully_masked_row(rng: np.random.Generator) -> np.ndarray:
+    m = np.ones((1, 1, 3, 4), dtype=bool)
+    m[..., 1, :] = False
+    return m
+
+
+_sdpa = scaled_dot_product_attention
+register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v), (1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4),
+         name="Attention")
+register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v, causal=True), (2, 1, 4, 3), (2, 1, 4, 3),
+         (2, 1, 4, 3), name="Attention (causal)")
+register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v, causal=True), (1, 2, 2, 3), (1, 2, 5, 3),
+         (1, 2, 5, 3), name="Attention (causal, Tk > Tq)")
+register(ScaledDotProductAttention, lambda q, k, v, m: _sdpa(q, k, v, mask=m), (2, 1, 3, 4), (2, 1, 5, 4),
+         (2, 1, 5, 4), _bool_mask(2, 1, 1, 5), name="Attention (padding mask)")
+register(ScaledDotProductAttention, lambda q, k, v, m: _sdpa(q, k, v, mask=m), (1, 1, 3, 2), (1, 1, 4, 2),
+         (1, 1, 4, 2), spec("bool 1x1x3x4 (row 1 masked)", _fully_masked_row), name="Attention (fully masked row)")
+
+
+def _dropout_case(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    backend.manual_seed(0)  # the same dropout mask in every finite-difference evaluation
+    return _sdpa(q, k, v, causal=True, dropout_p=0.3)
+
+
+register(ScaledDotProductAttention, _dropout_case, (1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4),
+         name="Attention (causal, dropout)")

@@ -1,0 +1,119 @@
+"""F.scaled_dot_product_attention against a NumPy reference: masks, causal alignment (Tk > Tq), dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minilora as ml
+from minilora import F
+from minilora.gradcheck import check_grad
+
+
+def sdpa_ref(q, k, v, allowed=None):
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if allowed is not None:
+        s = np.where(allowed, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(s - m)
+    d = e.sum(-1, keepdims=True)
+    return (e / np.where(d == 0, 1, d)) @ v
+
+
+def causal_ref(Tq, Tk):
+    # written out loop by loop: query i is position i + (Tk - Tq) of the full sequence
+    a = np.zeros((Tq, Tk), dtype=bool)
+    for i in range(Tq):
+        for j in range(Tk):
+            a[i, j] = j <= i + (Tk - Tq)
+    return a
+
+
+def make(device, rng, B, nh, Tq, Tk, hs):
+    arrays = [rng.standard_normal((B, nh, T, hs)) for T in (Tq, Tk, Tk)]
+    return arrays, [ml.tensor(a, device=device, requires_grad=True) for a in arrays]
+
+
+@pytest.mark.parametrize("Tq,Tk", [(3, 3), (2, 5), (4, 4)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_forward_and_grad(device, rng, Tq, Tk, causal):
+    (q, k, v), ts = make(device, rng, 2, 2, Tq, Tk, 3)
+    out = F.scaled_dot_product_attention(*ts, causal=causal)
+    np.testing.assert_allclose(out.numpy(), sdpa_ref(q, k, v, causal_ref(Tq, Tk) if causal else None), rtol=1e-10)
+    check_grad(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal), ts)
+    np.testing.assert_array_equal(ts[0].numpy(), q)
+
+
+def test_causal_end_alignment_equals_the_tail_of_full_attention(device, rng):
+    # the last Tq queries of a length-Tk causal attention == Tq queries against all Tk keys
+    (q, k, v), (tq, tk, tv) = make(device, rng, 1, 2, 5, 5, 4)
+    full = F.scaled_dot_product_attention(tq, tk, tv, causal=True).numpy()
+    tail = F.scaled_dot_product_attention(ml.tensor(q[:, :, 3:], device=device), tk, tv, causal=True).numpy()
+    np.testing.assert_allclose(tail, full[:, :, 3:], rtol=1e-12)
+
+
+def test_padding_mask_and_fully_masked_rows(device, rng):
+    (q, k, v), ts = make(device, rng, 2, 1, 3, 4, 2)
+    allowed = rng.random((2, 1, 3, 4)) < 0.6
+    allowed[0, 0, 1] = False  # a query that sees nothing
+    allowed[1, 0, 2] = False
+    tm = ml.tensor(allowed, device=device)
+    out = F.scaled_dot_product_attention(*ts, mask=tm)
+    got = out.numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, sdpa_ref(q, k, v, allowed), rtol=1e-10, atol=1e-15)
+    np.testing.assert_array_equal(got[0, 0, 1], 0.0)
+    check_grad(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, mask=tm), ts)
+    # mask and causal combine
+    both = allowed & causal_ref(3, 4)
+    out2 = F.scaled_dot_product_attention(*ts, mask=tm, causal=True).numpy()
+    np.testing.assert_allclose(out2, sdpa_ref(q, k, v, both), rtol=1e-10, atol=1e-15)
+
+
+def test_broadcast_padding_mask(device, rng):
+    (q, k, v), ts = make(device, rng, 2, 2, 3, 3, 2)
+    keys = np.array([[True, True, False], [True, True, True]])[:, None, None, :]  # (B, 1, 1, Tk)
+    out = F.scaled_dot_product_attention(*ts, mask=ml.backend.to_device(keys, device))
+    np.testing.assert_allclose(out.numpy(), sdpa_ref(q, k, v, keys), rtol=1e-10)
+
+
+def test_dropout_is_reproducible_and_checked(device, rng):
+    _, ts = make(device, rng, 1, 2, 3, 3, 2)
+
+    def fn(a, b, c):
+        ml.manual_seed(0)
+        return F.scaled_dot_product_attention(a, b, c, causal=True, dropout_p=0.3)
+
+    check_grad(fn, ts)
+    no_drop = F.scaled_dot_product_attention(*ts, causal=True, dropout_p=0.3, training=False).numpy()
+    np.testing.assert_allclose(no_drop, F.scaled_dot_product_attention(*ts, causal=True).numpy())
+
+
+def test_frozen_kv_saves_less(device, rng):
+    _, (tq, tk, tv) = make(device, rng, 1, 1, 2, 2, 2)
+    k, v = tk.detach(), tv.detach()
+    y = F.scaled_dot_product_attention(tq, k, v)
+    q_saved, k_saved, v_saved = y._ctx.saved[:3]
+    assert q_saved is None and k_saved is not None and v_saved is not None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept(device, rng, dtype):
+    ts = [ml.tensor(rng.standard_normal((1, 2, 3, 4)).astype(dtype), device=device, requires_grad=True)
+          for _ in range(3)]
+    y = F.scaled_dot_product_attention(*ts, causal=True)
+    assert y.dtype == dtype
+    y.backward(ml.tensor(np.ones((1, 2, 3, 4), dtype), device=device))
+    assert all(t.grad.dtype == dtype for t in ts)
+
+
+def test_errors(device):
+    q = ml.tensor(np.ones((1, 1, 2, 4)), device=device)
+    k = ml.tensor(np.ones((1, 1, 3, 5)), device=device)
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention: q \(B, nh, Tq, hs\)"):
+        F.scaled_dot_product_attention(q, k, k)
+    with pytest.raises(TypeError, match="mask must be a boolean"):
+        F.scaled_dot_product_attention(q, q, q, mask=ml.tensor(np.ones((2, 2)), device=device))
+    with pytest.raises(ValueError, match=r"mask of shape \(3, 3\) does not broadcast"):
+        F.scaled_dot_product_attention(q, q, q, mask=ml.tensor(np.ones((3, 3), bool), device=device))
