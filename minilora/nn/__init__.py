@@ -1,5 +1,12 @@
-"""minilora.nn: the module system, layers, attention and the GPT models."""
+"""minilora.nn: the module system, layers, attention and the GPT models (see docs/models.md)."""
 
+from minilora.nn.attention import CausalSelfAttention, KVCache, LayerKVCache
+from minilora.nn.gpt import GPT, MLP, Block, GPTBase, GPTConfig, GPTForSequenceClassification
+from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm
 from minilora.nn.module import LoadResult, Module, ModuleDict, ModuleList, Parameter, StateDictError
 
-__all__ = ["LoadResult", "Module", "ModuleDict", "ModuleList", "Parameter", "StateDictError"]
+__all__ = [
+    "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "Dropout", "Embedding", "GPTBase", "GPTConfig",
+    "GPTForSequenceClassification", "KVCache", "LayerKVCache", "LayerNorm", "Linear", "LoadResult", "Module",
+    "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "StateDictError",
+]
