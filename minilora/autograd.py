@@ -136,7 +136,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
 
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}
-    handed_out: set[int] = set()  # arrays already stored as some leaf's .grad: never alias two leaves
+    # Arrays already stored as some leaf's .grad (and the caller's grad): a new leaf gradient that may share
+    # memory with one of them is copied, so an in-place update of one .grad never changes another.
+    handed_out: list[Any] = [grad]
+    handed_views: list[Any] = [grad] if grad.base is not None else []
     for t in order:
         g = grads.pop(id(t), None)
         if g is None:
@@ -146,8 +149,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if t.grad is not None:
                 t.grad = t.grad + g
             else:
-                t.grad = g.copy() if id(g) in handed_out else g
-                handed_out.add(id(t.grad))
+                t.grad = g.copy() if _must_copy(g, handed_out, handed_views) else g
+                handed_out.append(t.grad)
+                if t.grad.base is not None:
+                    handed_views.append(t.grad)
             continue
         in_grads = fn.backward(g)
         if not isinstance(in_grads, tuple):
@@ -166,6 +171,19 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             grads[id(x)] = g_x if prev is None else prev + g_x
         if not retain_graph:
             fn.release()
+
+
+def _must_copy(g: Any, arrays: list[Any], views: list[Any]) -> bool:
+    """True if g is one of ``arrays``, may overlap one, or is a broadcast view (one element in many places).
+
+    The bounds checks run only where views exist, so the common case costs an identity scan.
+    """
+    if any(g is a for a in arrays):
+        return True
+    xp = backend.get_array_module(g)
+    if g.base is not None:  # a view: it may point into any of them, or repeat elements (stride 0)
+        return 0 in g.strides or any(xp.may_share_memory(g, a) for a in arrays)
+    return any(xp.may_share_memory(g, v) for v in views)  # g owns its memory: only views can point into it
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

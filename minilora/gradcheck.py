@@ -235,10 +235,29 @@ def integers(high: int, *shape: int) -> Callable[[np.random.Generator], np.ndarr
     return spec("int " + "x".join(map(str, shape)), lambda rng: rng.integers(0, high, shape))
 
 
-def run_all(device: str = "cpu", names: Sequence[str] | None = None) -> list[tuple[Case, Report | Exception]]:
-    """Run every registered case (or those whose name is in ``names``)."""
-    import minilora  # noqa: F401, PLC0415  (imports every op module, so every case is registered)
+def import_all_modules() -> None:
+    """Import every module of the minilora package, so every Function and its cases are registered.
 
+    Modules that need an optional extra that is not installed (safetensors, tokenizers, ...) are skipped.
+    """
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import minilora  # noqa: PLC0415
+
+    for info in pkgutil.walk_packages(minilora.__path__, "minilora."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # running it would start the command line
+            continue
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "minilora":
+                raise
+
+
+def run_all(device: str = "cpu", names: Sequence[str] | None = None) -> list[tuple[Case, Report | Exception]]:
+    """Run every registered case (or those whose name is in ``names``) of every minilora module."""
+    import_all_modules()
     results: list[tuple[Case, Report | Exception]] = []
     for case in CASES:
         if names and case.name not in names:

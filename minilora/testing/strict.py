@@ -130,6 +130,8 @@ class ndarray:  # noqa: N801  (mirrors cupy.ndarray)
         self._a[_unwrap(key, "index")] = _unwrap(value, "assigned value")
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # __array_interface__, __array_struct__: NumPy would read the memory directly
+            raise AttributeError(f"strict CuPy stand-in: device arrays have no {name}")
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
