@@ -74,20 +74,37 @@ class GELUTanh(Function):
 
     def forward(self, x: Any) -> Any:
         self.save_for_backward(x)
-        t = self.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-        t += 1.0
-        t *= x
-        t *= 0.5
-        return t
+        y = x * x  # one buffer, updated in place: y goes x^2 -> u -> t -> GELU(x)
+        y *= 0.044715
+        y += 1.0
+        y *= x
+        y *= _SQRT_2_OVER_PI  # u
+        self.xp.tanh(y, out=y)  # t
+        y += 1.0
+        y *= x
+        y *= 0.5
+        return y
 
     def backward(self, g_y: Any) -> tuple[Any]:
         (x,) = self.saved
+        xp = self.xp
         x2 = x * x
-        t = self.xp.tanh(_SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x2))
-        g_u = 0.5 * x * (1.0 - t * t)
-        g_u *= _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)
-        g_x = g_u
-        g_x += 0.5 * (1.0 + t)
+        t = x2 * 0.044715
+        t += 1.0
+        t *= x
+        t *= _SQRT_2_OVER_PI
+        xp.tanh(t, out=t)
+        du = x2  # du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2), reusing the x^2 buffer
+        du *= 3 * 0.044715
+        du += 1.0
+        du *= _SQRT_2_OVER_PI
+        g_x = t * t  # g_x = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, then times g_y
+        g_x -= 1.0
+        g_x *= x
+        g_x *= du
+        g_x -= t
+        g_x -= 1.0
+        g_x *= -0.5
         g_x *= g_y
         return (g_x,)
 
