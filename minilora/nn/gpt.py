@@ -249,6 +249,19 @@ class GPT(GPTBase):
         self.transformer.wte.weight = self.lm_head.weight  # one Parameter in two places: both gradients sum into it
         self._init_weights()
 
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", dropout: float = 0.0) -> GPT:
+        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors): see minilora.hf.gpt2."""
+        from minilora.hf.gpt2 import from_pretrained  # noqa: PLC0415  (optional extra, imported on use)
+
+        return from_pretrained(path, device=device, dropout=dropout)
+
+    def save_pretrained(self, path: str, **kwargs: Any) -> None:
+        """Write a Hugging Face GPT-2 folder that GPT2LMHeadModel loads: see minilora.hf.gpt2."""
+        from minilora.hf.gpt2 import save_pretrained  # noqa: PLC0415
+
+        save_pretrained(self, path, **kwargs)
+
     def forward(
         self,
         idx: Any,
