@@ -21,6 +21,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import Generator
 
 from minilora import backend
 from minilora.autograd import Function
@@ -162,7 +163,7 @@ def scaled_dot_product_attention(
 
 
 def _bool_mask(*shape: int) -> Any:
-    def make(rng: np.random.Generator) -> np.ndarray:
+    def make(rng: Generator) -> np.ndarray:
         m = rng.random(shape) < 0.7
         m[..., 0] = True  # every query sees at least one key
         return m
@@ -170,7 +171,7 @@ def _bool_mask(*shape: int) -> Any:
     return spec("bool " + "x".join(map(str, shape)), make)
 
 
-def _fully_masked_row(rng: np.random.Generator) -> np.ndarray:
+def _fully_masked_row(rng: Generator) -> np.ndarray:
     m = np.ones((1, 1, 3, 4), dtype=bool)
     m[..., 1, :] = False
     return m

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import Generator
 
 from minilora import backend
 from minilora.autograd import Function
@@ -88,8 +89,8 @@ def embedding(idx: Any, weight: Tensor) -> Tensor:
     return Embedding.apply(weight, idx=data)
 
 
-def _repeated_ids(rng: np.random.Generator) -> np.ndarray:
-    return np.array([[1, 3, 1], [3, 3, 0]])
+def _repeated_ids(rng: Generator) -> np.ndarray:
+    return np.arange(6).reshape(2, 3) % 2 * 3  # [[0, 3, 0], [3, 0, 3]]: every id repeats
 
 
 register(Embedding, embedding, integers(5, 2, 3), (5, 4), name="Embedding")

@@ -15,6 +15,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.random import Generator
 
 from minilora.autograd import Function
 from minilora.gradcheck import register, spec
@@ -104,7 +105,7 @@ def cross_entropy(
 
 
 def _with_ignored(*shape: int, high: int = 5) -> Any:
-    def make(rng: np.random.Generator) -> np.ndarray:
+    def make(rng: Generator) -> np.ndarray:
         t = rng.integers(0, high, shape)
         t.flat[::3] = -100
         return t
