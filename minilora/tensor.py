@@ -67,7 +67,7 @@ class Tensor:
         host = backend.to_host(self.data)
         grad = ", requires_grad=True" if self.requires_grad else ""
         dev = "" if self.device == "cpu" else f", device='{self.device}'"
-        return f"tensor({np.array2string(host, separator=', ', precision=4)}{dev}{grad})"
+        return f"tensor({np.array2string(host, separator=', ', precision=4)}{dev}{grad})"  # host
 
     # ------------------------------------------------------------------ autograd
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
@@ -257,7 +257,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
     if isinstance(data, Tensor):
         data = data.data
     if dtype is None and not backend.is_array(data) and not isinstance(data, np.generic):
-        host = np.asarray(data)
+        host = np.asarray(data)  # host: Python data, not a device array
         dtype = np.float32 if host.dtype == np.float64 else host.dtype
         data = host
     return Tensor(backend.to_device(data, device, dtype), requires_grad=requires_grad)

@@ -81,14 +81,19 @@ def _unwrap_key(key: Any, xp: Any) -> tuple[Any, bool]:
     if isinstance(key, (int, slice)) or key is None or key is Ellipsis:
         return key, False  # the common case, kept fast
     parts = key if isinstance(key, tuple) else (key,)
+    device = "cpu" if xp is np else "cuda"
     out, has_int = [], False
     for k in parts:
         if isinstance(k, Tensor):
+            if k.device != device:  # a Tensor has a device: mixing is refused, as in every op
+                raise RuntimeError(f"getitem: the index tensor is on {k.device} but the tensor is on {device}")
             k = k.data
         elif isinstance(k, list):
-            k = backend.to_device(k, "cpu" if xp is np else "cuda")
+            k = backend.to_device(k, device)  # host data, like a Python int: uploaded
         elif isinstance(k, np.ndarray) and xp is not np:
             k = xp.asarray(k)  # host -> device (an upload, not a hidden sync)
+        elif backend.is_array(k) and backend.device_of(k) != device:
+            raise RuntimeError(f"getitem: the index array is on {backend.device_of(k)} but the tensor is on {device}")
         if backend.is_array(k) and k.dtype.kind in "iu":
             has_int = True
         out.append(k)
@@ -127,7 +132,7 @@ class GetItem(Function):
 
 
 def _index_spec(label: str, *idx: int) -> Any:
-    return spec(label, lambda rng: np.array(idx))
+    return spec(label, lambda rng: np.array(idx))  # host: a gradcheck input, moved to the device by the checker
 
 
 register(GetItem, lambda x: x[1:, ::2], (3, 4), name="GetItem (slices)")

@@ -193,3 +193,13 @@ def test_split_errors(device):
         split(x, 4)
     with pytest.raises(ValueError, match=r"split: sizes \[2, 2\] do not add up to 6"):
         split(x, [2, 2])
+
+
+def test_getitem_index_on_another_device_is_refused(device):
+    if device == "cpu":
+        pytest.skip("needs a second device")
+    x = ml.tensor(np.arange(4.0), device="cpu")
+    with pytest.raises(RuntimeError, match="getitem: the index tensor is on cuda but the tensor is on cpu"):
+        x[ml.tensor(np.array([0, 1]), device=device)]
+    y = ml.tensor(np.arange(4.0), device=device)
+    np.testing.assert_array_equal(y[np.array([3, 1])].numpy(), [3.0, 1.0])  # host index data is uploaded
