@@ -1,0 +1,145 @@
+"""GPT forward+backward speed: ms/step, tokens/s, model FLOP utilisation, and Python/engine overhead.
+
+    .venv/bin/python benchmarks/bench_gpt.py [--device cpu|cuda] [--repeats 5] [--profile] [--json PATH]
+
+Shapes (float32, vocab 65): "baby" is nanoGPT's CPU shakespeare-char model
+(n_layer 4, n_head 4, n_embd 128, block 64, batch 12); "medium" is n_layer 6,
+n_head 6, n_embd 384, block 256, batch 8. One step = zero_grad, forward with
+targets, backward (no optimizer).
+
+MFU: model FLOPs per step are nanoGPT's estimate, (6 N + 12 L C T) * B * T with
+N the parameter count without the position table (the tied head counted once);
+they are divided by the step time and by the float32 GEMM throughput of raw
+NumPy/CuPy measured in this run (the best of square 1024 and 2048 matmuls).
+
+Overhead (baby shape): the same model structure and the same number of ops
+with trivial sizes (n_embd = n_head = 4, batch 1, T 4, vocab 65) takes almost
+no arithmetic, so its step time is what Python, the autograd engine and NumPy's
+per-call dispatch cost; overhead share = that time / the baby step time.
+``--profile`` prints cProfile's hot spots of the baby step (by own time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import platform
+import pstats
+from collections.abc import Callable
+
+import numpy as np
+from bench_ops import timed  # benchmarks/ is on sys.path when run as a script
+
+import minilora as ml
+from minilora import backend
+from minilora.nn import GPT, GPTConfig
+
+SHAPES = {
+    "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch=12),
+    "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8),
+    "trivial": dict(n_layer=4, n_head=4, n_embd=4, block_size=4, batch=1),  # the baby's op count, no arithmetic
+}
+VOCAB = 65
+
+
+def make_step(shape: dict, device: str) -> tuple[GPT, Callable[[], None]]:
+    ml.manual_seed(0)
+    cfg = GPTConfig(VOCAB, shape["block_size"], shape["n_layer"], shape["n_head"], shape["n_embd"])
+    model = GPT(cfg).to(device)
+    rng = np.random.default_rng(0)
+    shp = (shape["batch"], shape["block_size"])
+    x = backend.to_device(rng.integers(0, VOCAB, shp), device)
+    y = backend.to_device(rng.integers(0, VOCAB, shp), device)
+
+    def step() -> None:
+        model.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+
+    return model, step
+
+
+def flops_per_step(model: GPT, shape: dict) -> float:
+    cfg = model.config
+    n = model.num_parameters() - model.transformer.wpe.weight.size
+    T, B = cfg.block_size, shape["batch"]
+    return (6 * n + 12 * cfg.n_layer * cfg.n_embd * T) * T * B
+
+
+def raw_matmul_flops(device: str, repeats: int, sync: Callable[[], None]) -> float:
+    """Best float32 GEMM rate (FLOP/s) of the raw array library on square 1024 and 2048 matrices."""
+    xp = backend.module_for(device)
+    best = 0.0
+    for n in (1024, 2048):
+        a = backend.to_device(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
+        b = a.T.copy()
+        (t,) = timed([lambda a=a, b=b: a @ b], repeats, sync)
+        best = max(best, 2 * n**3 / t)
+        del a, b
+    del xp
+    return best
+
+
+def profile_step(step: Callable[[], None], top: int = 18) -> str:
+    step()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(3):
+        step()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=backend.DEVICES)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="print cProfile hot spots of the baby step")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args()
+    if args.device == "cuda" and not backend.cuda_available():
+        raise SystemExit(f"--device cuda: {backend.cuda_unavailable_reason()}")
+    xp = backend.module_for(args.device)
+
+    def sync() -> None:
+        if xp is not np:
+            xp.cuda.Device().synchronize()
+
+    raw = raw_matmul_flops(args.device, args.repeats, sync)
+    results = {"device": args.device, "machine": platform.processor() or platform.machine(),
+               "numpy": np.__version__, "raw_matmul_gflops": raw / 1e9, "shapes": {}}
+    for name in ("baby", "medium", "trivial"):
+        shape = SHAPES[name]
+        model, step = make_step(shape, args.device)
+        (t,) = timed([step], args.repeats if name != "medium" else max(2, args.repeats // 2), sync)
+        flops = flops_per_step(model, shape)
+        tokens = shape["batch"] * shape["block_size"]
+        results["shapes"][name] = {
+            **shape, "params": model.num_parameters(), "ms_per_step": t * 1e3, "tokens_per_s": tokens / t,
+            "model_gflops_per_step": flops / 1e9, "mfu_vs_raw_matmul": flops / t / raw,
+        }
+        if name == "baby" and args.profile:
+            results["baby_profile"] = profile_step(step)
+    shapes = results["shapes"]
+    results["baby_overhead_share"] = shapes["trivial"]["ms_per_step"] / shapes["baby"]["ms_per_step"]
+
+    print(f"raw {args.device} float32 matmul: {raw / 1e9:.1f} GFLOP/s")
+    print(f"{'shape':<8} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/step':>11} {'MFU vs raw':>11}")
+    for name, r in shapes.items():
+        print(f"{name:<8} {r['params']:>10,} {r['ms_per_step']:>9.2f} {r['tokens_per_s']:>10,.0f} "
+              f"{r['model_gflops_per_step']:>11.3f} {r['mfu_vs_raw_matmul']:>10.1%}")
+    print(f"baby overhead share (trivial-size step / baby step): {results['baby_overhead_share']:.1%}"
+          "   targets: medium MFU >= 50%, baby overhead <= 20%")
+    if args.profile:
+        print(results["baby_profile"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
