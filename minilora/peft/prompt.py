@@ -11,7 +11,7 @@ the loss is the usual mean cross entropy over the T real tokens.
 Initialisation (the paper's two options):
 - "random": E ~ N(0, sigma^2) with sigma the standard deviation of the model's
   token embedding table, so the prompt starts on the scale of real tokens
-  (PEFT draws N(0, 1), which for GPT-2 is ~50x larger than its embeddings);
+  (PEFT draws N(0, 1), ~50x the 0.02 of a GPT-2-initialised embedding table);
 - "text": E = wte[ids] for the token ids of ``init_text``, repeated or cropped to P
   (the paper's best start: the prompt begins as a sentence describing the task).
 """
