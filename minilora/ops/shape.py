@@ -67,7 +67,7 @@ class Transpose(Function):
         inverse = [0] * n
         for i, a in enumerate(self.axes):
             inverse[a % n] = i
-        return (g_y.transpose(inverse),)
+        return (g_y.transpose(tuple(inverse)),)
 
 
 register(Transpose, lambda x: x.T, (3, 4), name="Transpose (.T)")
