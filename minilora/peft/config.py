@@ -143,4 +143,13 @@ class IA3Config(PeftConfig):
     modules_to_save: tuple[str, ...] = ()
 
 
-CONFIGS: tuple[type[PeftConfig], ...] = (LoraConfig, AdapterConfig, PrefixTuningConfig, PromptTuningConfig, IA3Config)
+@dataclasses.dataclass
+class FullFineTuneConfig(PeftConfig):
+    """Full fine-tuning in the same API: no adapter, every base parameter trains (the baseline)."""
+
+    peft_type: ClassVar[str] = "FULL"
+
+
+CONFIGS: tuple[type[PeftConfig], ...] = (
+    LoraConfig, AdapterConfig, PrefixTuningConfig, PromptTuningConfig, IA3Config, FullFineTuneConfig,
+)

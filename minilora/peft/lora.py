@@ -1,0 +1,150 @@
+"""LoRA (Hu et al. 2021), rsLoRA (Kalajdzievski 2023) and DoRA (Liu et al. 2024) on a Linear layer.
+
+LoRA:   h = W0 x + b + s * B A x,  A (r, in), B (out, r), s = alpha / r  (rsLoRA: s = alpha / sqrt(r)).
+        A starts random (kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)), as PEFT;
+        or N(0, 1/r^2) for "gaussian"), B starts at zero, so h equals the base output at initialisation.
+        Dropout acts on the LoRA branch's input only. W0 is frozen: the fused linear op then computes no
+        g_W0 GEMM and does not even save x for it, which is where LoRA's speed comes from.
+
+DoRA:   W' = m * V / ||V||_row  with  V = W0 + s B A,  ||V||_row the L2 norm of each output row (out,),
+        m (out,) initialised to ||W0||_row so W' = W0 at initialisation. The norm is treated as a constant
+        in backward, as the paper does (section 4.3): g_m, g_A, g_B are those of the function with ||V||
+        held fixed. Computed without forming W' x as a new GEMM with a weight gradient:
+            h = base(x) + (m/||V|| - 1) * (W0 x) + (m/||V||) * s * B A x
+        so W0 stays frozen and only m's elementwise gradient and the low-rank branch's are computed.
+
+Every gradient here flows through existing ops (F.linear, mul, add), each with a hand-written backward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from minilora import backend
+from minilora import functional as F  # noqa: N812
+from minilora.autograd import no_grad
+from minilora.nn import Linear, Module, Parameter
+from minilora.peft.base_layer import PeftLayer
+from minilora.peft.config import LoraConfig
+from minilora.tensor import Tensor
+
+
+def is_linear(module: Module) -> bool:
+    """A layer LoRA can wrap: a Linear or an NF4-quantised Linear4bit."""
+    return isinstance(module, Linear) or type(module).__name__ == "Linear4bit"
+
+
+def base_weight(layer: Module) -> Any:
+    """The float weight array (out, in) of a Linear, or the dequantised weight of a Linear4bit."""
+    if isinstance(layer, Linear):
+        return layer.weight.data
+    return layer.dequantize()
+
+
+class LoraLinear(PeftLayer):
+    """A Linear (or Linear4bit) with low-rank adapters; the active one's tensors are lora_A, lora_B (and
+    lora_magnitude for DoRA)."""
+
+    slot_names = ("lora_A", "lora_B", "lora_magnitude")
+
+    def __init__(self, base_layer: Module) -> None:
+        if not is_linear(base_layer):
+            raise TypeError(f"LoraLinear: expected a Linear or Linear4bit to wrap, got {type(base_layer).__name__}")
+        super().__init__(base_layer)
+        self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
+        self.dora_fixed_norm: Any = None  # tests: hold DoRA's ||V|| at this array (the function backward sees)
+
+    @property
+    def quantized(self) -> bool:
+        return not isinstance(self.base_layer, Linear)
+
+    def add_adapter(self, name: str, config: LoraConfig, activate: bool = False) -> None:
+        """Create adapter ``name``: A random, B zeros (and m = ||W0||_row for DoRA), on the base's device."""
+        r, fan_in = config.r, self.in_features
+        rng = backend.host_rng()
+        if config.init_lora_weights == "gaussian":
+            a = rng.normal(0.0, 1.0 / r, size=(r, fan_in))
+        else:  # kaiming_uniform_(a=sqrt(5)) as PEFT: gain sqrt(2/(1+5)), bound = gain * sqrt(3/fan_in) = 1/sqrt(fan_in)
+            bound = 1.0 / math.sqrt(fan_in)
+            a = rng.uniform(-bound, bound, size=(r, fan_in))
+        w0 = base_weight(self.base_layer)
+        xp, dtype, device = backend.get_array_module(w0), w0.dtype, self.base_device()
+        slots: dict[str, Any] = {
+            "lora_A": Parameter(backend.to_device(a, device, dtype)),  # (r, in)
+            "lora_B": Parameter(xp.zeros((self.out_features, r), dtype=dtype)),  # (out, r)
+        }
+        if config.use_dora:
+            slots["lora_magnitude"] = Parameter(_row_norm(w0))  # (out,)
+        settings = {"r": r, "scaling": config.scaling, "dropout": config.lora_dropout, "use_dora": config.use_dora}
+        self._register_slots(name, slots, settings, activate)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.base_layer(x)  # (..., out): W0 x + b, frozen
+        if not self.has_active or self.merged:
+            return y
+        cfg = self.settings[self.active_adapter]
+        h = F.dropout(x, cfg["dropout"], self.training) if cfg["dropout"] > 0 else x
+        lora = F.linear(F.linear(h, self.lora_A), self.lora_B) * cfg["scaling"]  # (..., r) -> (..., out)
+        if not cfg["use_dora"]:
+            return y + lora
+        scale = self.lora_magnitude / Tensor(self._dora_norm())  # (out,) m / ||V||_row, norm detached
+        bias = self.base_layer.bias
+        w0x = y - bias if bias is not None else y  # (..., out)
+        return y + (scale - 1.0) * w0x + scale * lora
+
+    def _dora_norm(self) -> Any:
+        """||W0 + s B A||_row as a plain array (no graph: the norm is a constant in backward)."""
+        if self.dora_fixed_norm is not None:
+            return self.dora_fixed_norm
+        cfg = self.settings[self.active_adapter]
+        with no_grad():
+            v = base_weight(self.base_layer) + cfg["scaling"] * (self.lora_B.data @ self.lora_A.data)  # (out, in)
+        return _row_norm(v)
+
+    # ------------------------------------------------------------------ merging
+    def delta_weight(self) -> Any:
+        """The weight the active adapter adds: s B A (LoRA) or m V/||V|| - W0 (DoRA), shape (out, in)."""
+        cfg = self.settings[self.active_adapter]
+        w0 = base_weight(self.base_layer)
+        delta = cfg["scaling"] * (self.lora_B.data @ self.lora_A.data)  # (out, in)
+        if cfg["use_dora"]:
+            v = w0 + delta
+            delta = (self.lora_magnitude.data / _row_norm(v))[:, None] * v - w0
+        return delta.astype(w0.dtype)
+
+    def merge_deltas(self) -> dict[str, Any]:
+        if self.quantized:
+            raise NotImplementedError(
+                "LoraLinear.merge: the base weight is NF4-quantised and cannot be updated in place; "
+                "use merge_and_unload(), which returns float Linear layers"
+            )
+        return {"weight": self.delta_weight()}
+
+    def merged_linear(self) -> Linear:
+        """A plain Linear holding W0 + delta (the base layer itself when it is a float Linear, merged in place)."""
+        if not self.quantized:
+            if self.has_active:
+                self.merge()
+            self._merged = None  # the Linear leaves this wrapper for good
+            return self.base_layer
+        q = self.base_layer
+        lin = Linear(self.in_features, self.out_features, bias=q.bias is not None)
+        w = q.dequantize()
+        if self.has_active:
+            w = w + self.delta_weight()
+        lin.weight = Parameter(w, requires_grad=False)
+        if q.bias is not None:
+            lin.bias = Parameter(q.bias.data.copy(), requires_grad=False)
+        return lin
+
+    def extra_repr(self) -> str:
+        cfg = self.settings.get(self.active_adapter or "", {})
+        return f"active={self.active_adapter!r}, r={cfg.get('r')}, dora={cfg.get('use_dora')}"
+
+
+def _row_norm(w: Any) -> Any:
+    """The L2 norm of every row of a (out, in) array, shape (out,)."""
+    xp = backend.get_array_module(w)
+    return xp.sqrt((w * w).sum(axis=1))
