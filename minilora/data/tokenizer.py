@@ -61,7 +61,10 @@ class CharTokenizer:
 
     def decode(self, ids: Any) -> str:
         """The text of a sequence of ids (a list, a NumPy/CuPy array or a Tensor)."""
-        ids = getattr(ids, "data", ids)  # a Tensor
+        from minilora.tensor import Tensor  # noqa: PLC0415
+
+        if isinstance(ids, Tensor):
+            ids = ids.data
         if backend.is_array(ids):
             ids = backend.to_host(ids)  # host
         flat = np.asarray(ids).reshape(-1).tolist()  # host

@@ -1,7 +1,7 @@
 """Optimizers (SGD, Adam, AdamW), learning-rate schedules, gradient clipping and the non-finite guard."""
 
 from minilora.optim.adam import Adam, AdamW
-from minilora.optim.clip import NonFiniteError, check_finite, clip_grad_norm, grad_norm
+from minilora.optim.clip import NonFiniteError, check_finite, clip_grad_norm, grad_norm, scale_grads
 from minilora.optim.optimizer import Optimizer, param_groups
 from minilora.optim.schedules import (
     ConstantSchedule,
@@ -28,5 +28,6 @@ __all__ = [
     "get_schedule",
     "grad_norm",
     "param_groups",
+    "scale_grads",
     "schedule_from_dict",
 ]

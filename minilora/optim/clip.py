@@ -45,7 +45,7 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> Tensor:
     """Scale all gradients by min(1, max_norm / (total_norm + 1e-6)); return total_norm (before clipping).
 
     As ``torch.nn.utils.clip_grad_norm_``. The norm is returned as a 0-d Tensor on the
-    gradients' device (read it with ``.item()``, a host transfer). The scaling is
+    gradients' device (read it with ``Tensor.item``, a host transfer). The scaling is
     branch-free on the device (no sync) and out of place: each ``p.grad`` is replaced
     by a new array, so an array that backward shared is never modified.
     """
@@ -53,13 +53,18 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> Tensor:
         raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm}")
     ps = _with_grad(params)
     total = grad_norm(ps)
+    scale_grads(ps, max_norm, total)
+    return total
+
+
+def scale_grads(params: Iterable[Any], max_norm: float, total_norm: Tensor) -> None:
+    """The clipping half of clip_grad_norm, for a norm computed already (the trainer checks it is finite first)."""
+    ps = _with_grad(params)
     if not ps:
-        return total
-    xp = ps[0].xp
-    coef = xp.minimum(max_norm / (total.data + 1e-6), 1.0)
+        return
+    coef = ps[0].xp.minimum(max_norm / (total_norm.data + 1e-6), 1.0)
     for p in ps:
         p.grad = p.grad * coef.astype(p.grad.dtype)
-    return total
 
 
 def check_finite(step: int, loss: float, norm: float, named_params: Iterable[tuple[str, Tensor]]) -> None:

@@ -55,7 +55,7 @@ class WarmupCosineSchedule(Schedule):
 
     def __init__(self, max_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1) -> None:
         _validate(max_steps, warmup_steps, min_ratio)
-        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), float(min_ratio)
+        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), min_ratio
 
     def __call__(self, step: int) -> float:
         w = _warmup(step, self.warmup_steps)
@@ -72,7 +72,7 @@ class LinearSchedule(Schedule):
 
     def __init__(self, max_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> None:
         _validate(max_steps, warmup_steps, min_ratio)
-        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), float(min_ratio)
+        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), min_ratio
 
     def __call__(self, step: int) -> float:
         w = _warmup(step, self.warmup_steps)

@@ -1,0 +1,248 @@
+"""Checkpoints: one .npz file that cannot execute code, written atomically.
+
+Layout of the archive (``np.load(path, allow_pickle=False)`` reads it):
+
+- ``meta``: a uint8 array holding UTF-8 JSON: format and version, step, model class and
+  config, tokenizer vocabulary, schedule, training config, RNG states (minilora's
+  generators and the batch sampler's), the optimizer's hyper-parameters and step counts,
+  and the list of weight names;
+- ``model.<name>``: every entry of ``model.state_dict()``, as host arrays;
+- ``optim.<index>.<key>``: every optimizer state array (Adam moments, momentum buffers).
+
+Writing goes to a temporary file in the same directory, which is flushed and fsync'ed,
+then ``os.replace``d over the target (atomic on POSIX and Windows), then the directory
+is fsync'ed: a crash at any point leaves either the old checkpoint or the new one, never
+a torn file. Loading checks everything and names the problem (missing key, corrupt
+file, config mismatch) before it changes a model or an optimizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from minilora import backend
+
+FORMAT = "minilora-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------- writing
+def atomic_write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an .npz at ``path`` atomically (temp file, fsync, os.replace, fsync dir)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable (POSIX; directories cannot be opened this way on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_array(obj: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any = None,
+    *,
+    step: int = 0,
+    tokenizer: Any = None,
+    schedule: Any = None,
+    sampler_state: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save a model (and optionally its optimizer and the training state) to ``path`` atomically."""
+    arrays: dict[str, np.ndarray] = {}
+    weights = model.state_dict()
+    for name, a in weights.items():
+        arrays[f"model.{name}"] = backend.to_host(a)  # host
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "model_class": type(model).__name__,
+        "model_config": model.config.to_dict() if hasattr(model, "config") else None,
+        "num_classes": getattr(model, "num_classes", None),
+        "weights": list(weights),
+        "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
+        "schedule": schedule.to_dict() if schedule is not None else None,
+        "train_config": train_config,
+        "rng": backend.rng_state(),
+        "sampler": sampler_state,
+        "optimizer": None,
+        "extra": extra or {},
+    }
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, s in sd["state"].items():
+            for key, v in s.items():
+                if isinstance(v, np.ndarray):
+                    arrays[f"optim.{idx}.{key}"] = v
+                else:
+                    scalars.setdefault(str(idx), {})[key] = v
+        meta["optimizer"] = {"class": type(optimizer).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
+    arrays["meta"] = _json_array(meta)
+    atomic_write_npz(path, arrays)
+
+
+# ----------------------------------------------------------------------------- reading
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded, validated checkpoint (host arrays). Apply it with ``restore_model`` / ``restore_optimizer``."""
+
+    path: str
+    meta: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    optimizer_arrays: dict[str, np.ndarray]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    @property
+    def model_config(self) -> dict[str, Any] | None:
+        return self.meta.get("model_config")
+
+    def tokenizer(self) -> Any:
+        from minilora.data import CharTokenizer  # noqa: PLC0415
+
+        if self.meta.get("tokenizer") is None:
+            raise CheckpointError(f"{self.path}: the checkpoint has no tokenizer vocabulary")
+        return CharTokenizer.from_dict(self.meta["tokenizer"])
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's ``state_dict()`` as it was saved."""
+        opt = self.meta.get("optimizer")
+        if opt is None:
+            raise CheckpointError(f"{self.path}: the checkpoint holds no optimizer state (saved for inference only?)")
+        state: dict[int, dict[str, Any]] = {}
+        for idx, scalars in opt["scalars"].items():
+            state.setdefault(int(idx), {}).update(scalars)
+        for key, a in self.optimizer_arrays.items():
+            idx, name = key.split(".", 1)
+            state.setdefault(int(idx), {})[name] = a
+        return {"state": state, "param_groups": opt["param_groups"]}
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and validate a checkpoint; a missing file raises FileNotFoundError, anything else CheckpointError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such checkpoint file", path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file (expected e.g. {path}/ckpt.npz)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a checkpoint (expected an .npz archive; the file is corrupt or of "
+                              "another kind)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}  # reads every member: CRC errors surface here
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated file: {exc})") from None
+    if "meta" not in arrays:
+        raise CheckpointError(f"{path}: missing key 'meta' (not a minilora checkpoint)")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: the 'meta' entry is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a minilora checkpoint (format {meta.get('format')!r})")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {meta['version']} is newer than this minilora ({VERSION})")
+    for key in ("step", "weights", "rng"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing key {key!r} in the checkpoint metadata")
+    weights = {}
+    for name in meta["weights"]:
+        if f"model.{name}" not in arrays:
+            raise CheckpointError(f"{path}: missing key 'model.{name}'")
+        weights[name] = arrays[f"model.{name}"]
+    optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
+    return Checkpoint(path, meta, weights, optim)
+
+
+def _config_dict(model: Any) -> dict[str, Any] | None:
+    cfg = getattr(model, "config", None)
+    return cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else None
+
+
+def restore_model(ckpt: Checkpoint, model: Any, strict: bool = True) -> None:
+    """Load the weights into ``model``; a config or shape mismatch raises CheckpointError and changes nothing."""
+    saved, current = ckpt.model_config, _config_dict(model)
+    if saved is not None and current is not None:
+        diffs = [f"{k} {saved.get(k)!r} in the checkpoint, {current.get(k)!r} in the model"
+                 for k in sorted(set(saved) | set(current)) if k != "dropout" and saved.get(k) != current.get(k)]
+        if diffs:
+            raise CheckpointError(f"{ckpt.path}: the checkpoint does not fit the model config: " + "; ".join(diffs))
+    try:
+        model.load_state_dict(ckpt.weights, strict=strict)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+
+
+def restore_optimizer(ckpt: Checkpoint, optimizer: Any) -> None:
+    saved_class = (ckpt.meta.get("optimizer") or {}).get("class")
+    if saved_class is not None and saved_class != type(optimizer).__name__:
+        raise CheckpointError(f"{ckpt.path}: optimizer state is for {saved_class}, not {type(optimizer).__name__}")
+    try:
+        optimizer.load_state_dict(ckpt.optimizer_state())
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+
+
+def build_model(ckpt: Checkpoint, device: str = "cpu") -> Any:
+    """A fresh GPT (or GPTForSequenceClassification) built from the saved config, with the saved weights."""
+    from minilora import nn  # noqa: PLC0415
+
+    if ckpt.model_config is None:
+        raise CheckpointError(f"{ckpt.path}: the checkpoint has no model config, so no model can be built from it")
+    try:
+        config = nn.GPTConfig.from_dict(ckpt.model_config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{ckpt.path}: bad model config in the checkpoint ({exc})") from None
+    cls = ckpt.meta.get("model_class")
+    if cls == "GPTForSequenceClassification":
+        model = nn.GPTForSequenceClassification(config, int(ckpt.meta["num_classes"]))
+    elif cls == "GPT":
+        model = nn.GPT(config)
+    else:
+        raise CheckpointError(f"{ckpt.path}: cannot build a model of class {cls!r} (expected GPT)")
+    restore_model(ckpt, model)
+    return model.to(device)

@@ -1,0 +1,66 @@
+"""TrainConfig: every knob of the training loop, as a dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of one training run (pre-training or fine-tuning).
+
+    Steps count optimizer updates; with ``grad_accum_steps`` k each update sees k batches
+    of ``batch_size``. ``grad_clip`` 0 disables clipping (the non-finite guard stays on).
+    ``eval_interval`` / ``checkpoint_interval`` 0 mean "only at the end". ``out_dir`` None
+    writes no checkpoint and no metrics log.
+    """
+
+    max_steps: int = 600
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    schedule: str = "cosine"  # constant | cosine | linear
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    momentum: float = 0.9  # sgd only
+    grad_clip: float = 1.0
+    grad_accum_steps: int = 1
+    eval_interval: int = 100
+    eval_batches: int = 8
+    eval_at_start: bool = True
+    checkpoint_interval: int = 0
+    out_dir: str | None = None
+    seed: int = 1337
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "eval_interval", "checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"TrainConfig: optimizer must be adamw, adam or sgd, got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"TrainConfig: schedule must be constant, cosine or linear, got {self.schedule!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"TrainConfig: device must be 'cpu' or 'cuda', got {self.device!r}")
+        self.warmup_steps = min(self.warmup_steps, self.max_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; an unknown key is an error that lists the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown option(s) {unknown}; valid options: {sorted(names)}")
+        return cls(**d)

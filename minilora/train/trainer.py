@@ -1,0 +1,217 @@
+"""The training loop, shared by pre-training and every fine-tuning method.
+
+One optimizer step (``Trainer.train_step``)::
+
+    for each of grad_accum_steps micro-batches:      loss_k = task.loss(model, batch) / k;  loss_k.backward()
+    norm = global gradient norm of the trainable parameters
+    loss, norm -> host                                # the one host sync per step
+    stop with NonFiniteError if either is NaN/inf      (weights untouched)
+    clip: grads *= min(1, grad_clip / (norm + 1e-6))
+    group["lr"] = group["initial_lr"] * schedule(step) for every parameter group
+    optimizer.step(); optimizer.zero_grad()
+
+Around it: a tqdm bar (step, loss, lr, tokens/s), validation every ``eval_interval``
+steps, a JSONL metrics log, checkpoints every ``checkpoint_interval`` steps (and at the
+end) that hold everything needed to resume bit-exactly on the CPU, and a ``History``
+of the losses for plotting. Frozen parameters (requires_grad False) get no gradient,
+no optimizer state and no update: a PEFT-wrapped model trains only its adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from minilora import backend
+from minilora.optim import SGD, Adam, AdamW, check_finite, get_schedule, grad_norm, param_groups, scale_grads
+from minilora.optim.optimizer import Optimizer
+from minilora.optim.schedules import Schedule
+from minilora.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from minilora.train.config import TrainConfig
+
+
+@dataclasses.dataclass
+class History:
+    """Per-step training losses and learning rates, and every validation report, for plotting curves."""
+
+    steps: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    lr: list[float] = dataclasses.field(default_factory=list)
+    val_steps: list[int] = dataclasses.field(default_factory=list)
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    val_metrics: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**{f.name: list(d.get(f.name, [])) for f in dataclasses.fields(cls)})
+
+
+def make_optimizer(model: Any, config: TrainConfig) -> Optimizer:
+    """The optimizer a TrainConfig names, over the model's trainable parameters (no decay on 1-D ones)."""
+    groups = param_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return SGD(groups, lr=config.lr, momentum=config.momentum)
+    cls = AdamW if config.optimizer == "adamw" else Adam
+    return cls(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` as ``config`` says. ``fit()`` returns the History.
+
+    ``optimizer`` and ``schedule`` default to those the config names; ``loss_fn(model, batch)``
+    overrides the task's loss; ``tokenizer`` is stored in checkpoints so ``minilora generate``
+    can decode. The model is moved to ``config.device``, and ``minilora.manual_seed(config.seed)``
+    is called so dropout draws repeat from run to run (build the model after seeding to make its
+    initialisation reproducible too).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any,
+        config: TrainConfig | None = None,
+        *,
+        optimizer: Optimizer | None = None,
+        schedule: Schedule | Callable[[int], float] | None = None,
+        tokenizer: Any = None,
+        loss_fn: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
+        self.config = config = config or TrainConfig()
+        backend.module_for(config.device)  # a clear error when the device is unavailable
+        backend.manual_seed(config.seed)
+        self.model = model.to(config.device)
+        self.task, self.tokenizer = task, tokenizer
+        self.optimizer = optimizer or make_optimizer(model, config)
+        self.schedule = schedule or get_schedule(
+            config.schedule, config.max_steps, config.warmup_steps, config.min_lr_ratio
+        )
+        self.loss_fn = loss_fn or task.loss
+        self.step = 0  # optimizer steps done
+        self.history = History()
+        self._trainable = [(n, p) for n, p in self.optimizer.named_parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def checkpoint_path(self) -> str | None:
+        return os.path.join(self.config.out_dir, "ckpt.npz") if self.config.out_dir else None
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.config.out_dir:
+            os.makedirs(self.config.out_dir, exist_ok=True)
+            with open(os.path.join(self.config.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer update (``grad_accum_steps`` micro-batches). Returns (loss, grad norm) as host floats."""
+        cfg, k = self.config, self.config.grad_accum_steps
+        self.model.train()
+        loss_sum = None
+        for _ in range(k):
+            batch = self.task.next_batch()
+            self._tokens += self.task.num_tokens(batch)
+            loss = self.loss_fn(self.model, batch)
+            (loss * (1.0 / k) if k > 1 else loss).backward()
+            loss_sum = loss.data if loss_sum is None else loss_sum + loss.data
+        params = [p for _, p in self._trainable]
+        norm = grad_norm(params)
+        xp = backend.get_array_module(loss_sum)
+        pair = xp.stack([(loss_sum / k).astype(xp.float64), norm.data.astype(xp.float64)])
+        loss_value, norm_value = (float(v) for v in backend.to_host(pair))  # host: the one sync per step
+        check_finite(self.step, loss_value, norm_value, self._trainable)  # before clipping spreads a NaN
+        if cfg.grad_clip > 0:
+            scale_grads(params, cfg.grad_clip, norm)
+        lr_factor = self.schedule(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        return loss_value, norm_value
+
+    # ------------------------------------------------------------------ validation and checkpoints
+    def evaluate(self) -> dict[str, float]:
+        """The task's validation report (model in eval mode, no graph), recorded in the history and the log."""
+        self.model.eval()
+        report = self.task.evaluate(self.model)
+        self.model.train()
+        self.history.val_steps.append(self.step)
+        self.history.val_loss.append(report["val_loss"])
+        self.history.val_metrics.append(report)
+        self._log({"step": self.step, **report})
+        return report
+
+    def save(self, path: str | None = None) -> str:
+        """Write a resumable checkpoint (default ``out_dir/ckpt.npz``) atomically."""
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("Trainer.save: no path given and config.out_dir is None")
+        save_checkpoint(
+            path,
+            self.model,
+            self.optimizer,
+            step=self.step,
+            tokenizer=self.tokenizer,
+            schedule=self.schedule if isinstance(self.schedule, Schedule) else None,
+            sampler_state=self.task.state_dict(),
+            train_config=self.config.to_dict(),
+            extra={"history": self.history.to_dict()},
+        )
+        return path
+
+    def resume(self, path: str) -> None:
+        """Restore weights, optimizer, step, RNG states and history from a checkpoint written by ``save``."""
+        ckpt = load_checkpoint(path)
+        restore_model(ckpt, self.model)
+        restore_optimizer(ckpt, self.optimizer)
+        if ckpt.meta.get("sampler") is not None:
+            self.task.load_state_dict(ckpt.meta["sampler"])
+        backend.set_rng_state(ckpt.meta["rng"])
+        self.step = ckpt.step
+        self.history = History.from_dict(ckpt.meta.get("extra", {}).get("history", {}))
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, steps: int | None = None) -> History:
+        """Train until ``config.max_steps`` (or for at most ``steps`` more steps). Returns the History."""
+        cfg = self.config
+        end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        if cfg.eval_at_start and self.step == 0 and not self.history.val_steps:
+            self.evaluate()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress, desc="train", unit="step",
+                   dynamic_ncols=True)
+        t0, self._tokens, last_eval = time.perf_counter(), 0, None
+        try:
+            while self.step < end:
+                loss, norm = self.train_step()
+                lr = self.optimizer.param_groups[0]["lr"]
+                tok_s = self._tokens / max(time.perf_counter() - t0, 1e-9)
+                self.history.steps.append(self.step)
+                self.history.train_loss.append(loss)
+                self.history.lr.append(lr)
+                self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s})
+                post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
+                if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
+                    last_eval = self.evaluate()
+                if last_eval is not None:
+                    post["val"] = f"{last_eval['val_loss']:.4f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+                if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0 and self.checkpoint_path:
+                    self.save()
+        finally:
+            bar.close()
+        if self.step >= cfg.max_steps:
+            if not self.history.val_steps or self.history.val_steps[-1] != self.step:
+                self.evaluate()
+            if self.checkpoint_path:
+                self.save()
+        return self.history
