@@ -116,3 +116,22 @@ def test_command_line_single_op_and_unknown_op(capsys):
     assert "1 passed, 0 failed" in capsys.readouterr().out
     assert main(["gradcheck", "--op", "NoSuchOp"]) == 2
     assert "no gradcheck case named" in capsys.readouterr().err
+
+
+def test_registered_ops_mutate_neither_inputs_nor_incoming_gradient():
+    gradcheck.import_all_modules()
+    offenders = []
+    for case in gradcheck.CASES:
+        xs = case.make_inputs()
+        before = [x.numpy() for x in xs]
+        y = case.fn(*xs)
+        if not y.requires_grad:
+            continue
+        g = np.random.default_rng(1).standard_normal(y.shape)
+        g_before = g.copy()
+        y.backward(ml.tensor(g))
+        if not np.array_equal(g, g_before):
+            offenders.append(f"{case.name}: changed the incoming gradient")
+        offenders += [f"{case.name}: changed input {i}" for i, (x, b) in enumerate(zip(xs, before))
+                      if not np.array_equal(x.numpy(), b, equal_nan=True)]
+    assert not offenders, offenders
