@@ -382,10 +382,8 @@ class Module:
         return self
 
     def double(self) -> Module:
+        """Cast floating state to float64 (for finite-difference checks); ``to(dtype=np.float32)`` casts back."""
         return self.to(dtype=np.float64)
-
-    def float(self) -> Module:
-        return self.to(dtype=np.float32)
 
     # ------------------------------------------------------------------ calling and printing
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - interface

@@ -135,7 +135,7 @@ def test_to_moves_in_place_and_casts(device):
     assert w.device == device and w.dtype == np.float64
     assert t.blocks[0].codes.dtype == np.uint8  # integer buffers are never cast
     assert t.device == device and t.dtype == np.float64
-    t.float().to("cpu")
+    t.to("cpu", dtype=np.float32)
     assert w.device == "cpu" and w.dtype == np.float32
 
 
