@@ -10,10 +10,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand name -> module under minilora.cli
 COMMANDS = {
     "gradcheck": "minilora.cli.gradcheck_cmd",
+    "pretrain": "minilora.cli.train_cmd",
+    "generate": "minilora.cli.generate_cmd",
+    "eval": "minilora.cli.eval_cmd",
 }
 
 
@@ -21,8 +25,15 @@ class CLIError(Exception):
     """A user mistake: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump), exit status 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minilora",
         description="minilora: autograd, Transformers and parameter-efficient fine-tuning in NumPy/CuPy.",
     )

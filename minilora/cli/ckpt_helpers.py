@@ -1,0 +1,35 @@
+"""Shared by the training commands: device checks and checkpoint loading that turn mistakes into CLIError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minilora import backend
+
+
+def check_device(device: str) -> None:
+    """One clear line (exit 2) when --device cuda is asked for and no GPU/CuPy is present."""
+    from minilora.cli import CLIError  # noqa: PLC0415
+
+    if device == "cuda" and not backend.cuda_available():
+        raise CLIError(f"--device cuda: {backend.cuda_unavailable_reason()}")
+
+
+def load_model(path: str, device: str) -> tuple[Any, Any, Any]:
+    """(checkpoint, model, tokenizer) from a checkpoint file; problems become one-line CLIErrors."""
+    from minilora.cli import CLIError  # noqa: PLC0415
+    from minilora.train import CheckpointError, build_model, load_checkpoint  # noqa: PLC0415
+
+    try:
+        ckpt = load_checkpoint(path)
+        model = build_model(ckpt, device)
+        tokenizer = ckpt.tokenizer()
+    except CheckpointError as exc:
+        raise CLIError(_one_line(str(exc))) from None
+    return ckpt, model, tokenizer
+
+
+def _one_line(message: str) -> str:
+    """Multi-line library errors (e.g. a list of state_dict problems) squeezed into one line."""
+    parts = [p.strip() for p in message.splitlines() if p.strip()]
+    return " ".join(parts)

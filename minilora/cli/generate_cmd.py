@@ -1,0 +1,53 @@
+"""``minilora generate``: sample text from a checkpoint.
+
+``ADAPTER_HOOK`` is the extension point for fine-tuned adapters: a function
+``(model, adapter_dir) -> model`` that another module (the fine-tuning CLI) sets at
+import time. ``--adapter DIR`` calls it, and says so clearly when none is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from minilora.cli.ckpt_helpers import check_device, load_model
+
+ADAPTER_HOOK: Callable[[Any, str], Any] | None = None
+
+
+def add_parser(sub: Any, name: str) -> None:
+    p = sub.add_parser(name, help="sample text from a checkpoint")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by pretrain")
+    p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely characters only")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--adapter", default=None, metavar="DIR", help="apply a fine-tuned adapter saved in DIR")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from minilora import backend  # noqa: PLC0415
+    from minilora.cli import CLIError  # noqa: PLC0415
+
+    check_device(args.device)
+    if args.max_new_tokens < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
+        raise CLIError("--max-new-tokens and --temperature must be >= 0 and --top-k >= 1")
+    _, model, tokenizer = load_model(args.checkpoint, args.device)
+    if args.adapter is not None:
+        if ADAPTER_HOOK is None:
+            raise CLIError("--adapter: adapters are not supported by this installation (no adapter loader registered)")
+        model = ADAPTER_HOOK(model, args.adapter)
+    try:
+        ids = tokenizer.encode(args.prompt or "\n")
+    except ValueError as exc:
+        raise CLIError(f"--prompt: {exc}") from None
+    idx = backend.to_device(ids.reshape(1, -1), args.device)  # generate slides its window past block_size
+    model.eval()
+    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    text = tokenizer.decode(out[0])  # a device array (generate returns the idx type it was given)
+    print(text if args.prompt else text[1:])
+    return 0

@@ -1,0 +1,90 @@
+"""``minilora pretrain``, ``generate`` and ``eval``: a tiny end-to-end run, and every user mistake as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minilora import backend
+from minilora.cli import main
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--max-steps", "6", "--eval-interval", "3", "--eval-batches", "2", "--corpus-size", "200", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    assert main(["pretrain", *TINY, "--out-dir", str(out)]) == 0
+    return out
+
+
+def _run(argv):
+    """main's exit code; argparse's own usage errors exit via SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _one_line_error(capsys, code):
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minilora"), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_pretrain_writes_checkpoint_log_vocab_and_config(checkpoint, capsys):
+    assert {"ckpt.npz", "metrics.jsonl", "vocab.json", "config.json"} <= {p.name for p in checkpoint.iterdir()}
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["n_embd"] == 16 and config["max_steps"] == 6 and config["vocab_size"] == 96
+
+
+def test_generate_and_eval(checkpoint, capsys):
+    ckpt = str(checkpoint / "ckpt.npz")
+    assert main(["generate", "--checkpoint", ckpt, "--prompt", "The dog", "--max-new-tokens", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The dog") and len(out.rstrip("\n")) >= len("The dog") + 1
+    assert main(["eval", "--checkpoint", ckpt, "--corpus", "arithmetic", "--corpus-size", "100"]) == 0
+    assert "arithmetic: validation loss" in capsys.readouterr().out
+
+
+def test_config_file_and_resume(checkpoint, tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"max_steps": 8, "out_dir": str(checkpoint)}))
+    assert main(["pretrain", *TINY[:-1], "--config", str(cfg), "--max-steps", "8", "--resume", "--no-progress"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+
+
+def test_missing_and_corrupt_files(tmp_path, capsys):
+    line = _one_line_error(capsys, _run(["generate", "--checkpoint", str(tmp_path / "nope.npz")]))
+    assert "nope.npz" in line
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    assert "bad.npz: not a checkpoint" in _one_line_error(capsys, _run(["eval", "--checkpoint", str(bad)]))
+    assert "nope.json" in _one_line_error(capsys, _run(["pretrain", "--config", str(tmp_path / "nope.json")]))
+
+
+def test_unknown_options(tmp_path, capsys):
+    assert "--learning-rate" in _one_line_error(capsys, _run(["pretrain", "--learning-rate", "1"]))
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"learning_rate": 0.1}))
+    assert "unknown option(s) learning_rate" in _one_line_error(capsys, _run(["pretrain", "--config", str(cfg)]))
+    assert "klingon" in _one_line_error(capsys, _run(["pretrain", "--corpus", "klingon"]))
+
+
+def test_checkpoint_that_does_not_fit(checkpoint, capsys):
+    line = _one_line_error(
+        capsys, _run(["pretrain", *TINY[:5], "32", *TINY[6:], "--out-dir", str(checkpoint), "--resume"])
+    )
+    assert "n_embd 16 in the checkpoint, 32 in the model" in line
+
+
+def test_device_cuda_without_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    line = _one_line_error(capsys, _run(["pretrain", "--device", "cuda"]))
+    assert line.startswith("minilora: error: --device cuda:")
+    assert _one_line_error(capsys, _run(["generate", "--checkpoint", "x.npz", "--device", "cuda"]))
