@@ -272,6 +272,7 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
     model = GPT(config)
     model.load_state_dict(state, strict=False)  # lm_head.weight is the tied wte: one of a tie's names is enough
     model.hf_config = {k: hf[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in hf}
+    model.name_or_path = str(p)  # written as base_model_name_or_path by save_adapter(format="peft")
     return model.to(device) if device != "cpu" else model
 
 

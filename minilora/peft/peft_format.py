@@ -1,0 +1,354 @@
+"""LoRA adapters in Hugging Face PEFT's on-disk format, both ways (see docs/interop.md).
+
+A PEFT LoRA adapter is a folder with two files:
+
+- ``adapter_config.json``: PEFT's LoraConfig (peft_type "LORA", task_type, r, lora_alpha,
+  lora_dropout, target_modules, fan_in_fan_out, bias, use_rslora, use_dora, ...);
+- ``adapter_model.safetensors``: the adapter's tensors, named as PEFT's
+  ``get_peft_model_state_dict`` names them. In the PyTorch model they are
+  ``base_model.model.<module path>.lora_A.<adapter>.weight``; PEFT drops the adapter
+  name when saving, so the file holds, for GPT-2,
+
+      base_model.model.transformer.h.0.attn.c_attn.lora_A.weight   (r, in_features)
+      base_model.model.transformer.h.0.attn.c_attn.lora_B.weight   (out_features, r)
+      base_model.model.transformer.h.0.attn.c_attn.lora_magnitude_vector   (out_features,)  [DoRA]
+      base_model.model.transformer.h.0.attn.c_attn.base_layer.bias         [bias="all"/"lora_only"]
+      base_model.model.transformer.h.0.ln_1.bias                           [bias="all"]
+      base_model.model.score.weight                                        [modules_to_save=["score"]]
+
+  lora_A and lora_B are torch.nn.Linear layers, so their weights are (r, in) and (out, r)
+  whatever the base layer is. GPT-2's c_attn/c_proj/c_fc are Conv1D layers, which store
+  their own weight as (in, out); ``fan_in_fan_out: true`` tells PEFT to transpose the
+  product B A when merging into such a weight. It does not change how A and B are
+  stored, so minilora's A (r, in) and B (out, r) are written as they are.
+
+minilora's parameter names are GPT-2's (transformer.h.0.attn.c_attn.lora_A), so the
+mapping is the prefix ``base_model.model.`` and the ``.weight`` suffix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minilora import backend
+from minilora.hf import safetensors_io as stio
+from minilora.peft.config import LoraConfig
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PREFIX = "base_model.model."
+FINGERPRINT_KEY = "minilora_base_fingerprint"  # safetensors metadata; PEFT ignores it
+HF_LINEAR = ("lm_head", "score")  # torch.nn.Linear in transformers' GPT-2 models; the other projections are Conv1D
+TASK_TYPES = (None, "CAUSAL_LM", "SEQ_CLS")
+# PEFT options that change what the tensors mean, with the values minilora computes
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "rank_pattern": (None, {}),
+    "alpha_pattern": (None, {}),
+    "lora_bias": (None, False),
+    "use_qalora": (None, False),
+    "layer_replication": (None, []),
+    "trainable_token_indices": (None, [], {}),
+    "target_parameters": (None, []),
+    "alora_invocation_tokens": (None, []),
+    "megatron_config": (None,),
+    "use_bdlora": (None, False),
+}
+INITS_CHANGING_THE_BASE = ("pissa", "olora", "corda", "eva", "loftq")  # the adapter only fits the base PEFT modified
+
+
+class PeftFormatError(ValueError):
+    """A PEFT adapter folder minilora cannot represent: the message names the file, key and value."""
+
+
+# ----------------------------------------------------------------------------- names
+def to_peft_tensors(state: dict[str, Any], lora_paths: set[str]) -> dict[str, np.ndarray]:
+    """minilora adapter state (plain names, host arrays) -> PEFT's keys (see the module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    for name, a in state.items():
+        path, _, leaf = name.rpartition(".")
+        if leaf in ("lora_A", "lora_B"):
+            key = f"{PREFIX}{path}.{leaf}.weight"
+        elif leaf == "lora_magnitude":
+            key = f"{PREFIX}{path}.lora_magnitude_vector"
+        elif ".modules_to_save." in name:  # newer PEFT writes a module to save under its own path
+            key = PREFIX + name.replace(".modules_to_save.", ".", 1)
+        elif leaf == "bias":
+            key = f"{PREFIX}{path}.base_layer.bias" if path in lora_paths else PREFIX + name
+        else:
+            raise PeftFormatError(f"save_adapter(format='peft'): no PEFT name for the adapter tensor {name}")
+        out[key] = np.ascontiguousarray(a, dtype=np.float32)
+    return out
+
+
+def from_peft_tensors(
+    tensors: dict[str, np.ndarray], modules_to_save: tuple[str, ...] = (), source: str = WEIGHTS_NAME
+) -> dict[str, np.ndarray]:
+    """PEFT's keys -> minilora adapter state (plain names); every key that cannot be placed is named."""
+    out: dict[str, np.ndarray] = {}
+    problems = []
+    for key, a in tensors.items():
+        if not key.startswith(PREFIX):
+            problems.append(f"{key}: expected the prefix {PREFIX!r}")
+            continue
+        name = key[len(PREFIX) :]
+        if m := re.fullmatch(r"(.+)\.(lora_A|lora_B)\.weight", name):
+            out[f"{m[1]}.{m[2]}"] = a
+        elif name.endswith(".lora_magnitude_vector"):
+            out[name[: -len("_vector")]] = a
+        elif name.endswith(".base_layer.bias"):
+            out[name.replace(".base_layer.bias", ".bias")] = a
+        elif ".modules_to_save." in name:  # older PEFT: <path>.modules_to_save.<param>
+            out[name] = a
+        elif re.search(r"\.lora_embedding_[AB]$|\.lora_B\.bias$|\.lora_A\.\w+\.weight$", name):
+            problems.append(f"{key}: not supported (LoRA on embeddings, lora_bias, or a key still holding an "
+                            "adapter name)")  # fmt: skip
+        elif (path := _save_path(name, modules_to_save)) is not None:
+            out[f"{path}.modules_to_save.{name[len(path) + 1 :]}"] = a
+        elif name.endswith(".bias"):
+            out[name] = a  # a trained bias of a module without LoRA (bias="all")
+        else:
+            problems.append(f"{key}: not a LoRA tensor minilora knows")
+    if problems:
+        raise PeftFormatError(f"{source}: {len(problems)} key(s) cannot be loaded:\n  " + "\n  ".join(problems))
+    return out
+
+
+def _save_path(name: str, modules_to_save: tuple[str, ...]) -> str | None:
+    """The module path of ``name`` when that module is listed in modules_to_save (as a name or a dotted suffix)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        path = ".".join(parts[:i])
+        if any(path == e or path.endswith("." + e) for e in modules_to_save):
+            return path
+    return None
+
+
+def peft_target_modules(lora_paths: list[str], module_names: list[str]) -> list[str]:
+    """The shortest target_modules list that selects exactly ``lora_paths`` under PEFT's rule.
+
+    PEFT matches a list entry against a module path exactly or as a dotted suffix; for each
+    adapted path the shortest suffix whose matches are all adapted is kept ("c_attn" rather than
+    every "transformer.h.N.attn.c_attn", "attn.c_proj" when mlp.c_proj is not adapted).
+    """
+    chosen: list[str] = []
+    adapted = set(lora_paths)
+    for path in lora_paths:
+        parts = path.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            suffix = ".".join(parts[i:])
+            if all(n in adapted for n in module_names if n == suffix or n.endswith("." + suffix)):
+                if suffix not in chosen:
+                    chosen.append(suffix)
+                break
+    return sorted(chosen)
+
+
+# ----------------------------------------------------------------------------- configs
+def _json_number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x  # host: a Python config value; 16.0 -> 16 as PEFT writes it
+
+
+def to_peft_config(
+    config: LoraConfig,
+    target_modules: list[str],
+    modules_to_save: list[str],
+    fan_in_fan_out: bool,
+    task_type: str,
+    base_model_name_or_path: str | None,
+) -> dict[str, Any]:
+    """adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (fields every PEFT >= 0.9 reads)."""
+    return {
+        "alpha_pattern": {},
+        "auto_mapping": None,
+        "base_model_name_or_path": base_model_name_or_path,
+        "bias": config.bias,
+        "fan_in_fan_out": fan_in_fan_out,
+        "inference_mode": True,
+        "init_lora_weights": True if config.init_lora_weights == "kaiming" else "gaussian",
+        "layer_replication": None,
+        "layers_pattern": None,
+        "layers_to_transform": None,
+        "loftq_config": {},
+        "lora_alpha": _json_number(config.lora_alpha),
+        "lora_dropout": config.lora_dropout,
+        "megatron_config": None,
+        "megatron_core": "megatron.core",
+        "modules_to_save": modules_to_save or None,
+        "peft_type": "LORA",
+        "r": config.r,
+        "rank_pattern": {},
+        "revision": None,
+        "target_modules": target_modules,
+        "task_type": task_type,
+        "use_dora": config.use_dora,
+        "use_rslora": config.use_rslora,
+    }
+
+
+def from_peft_config(d: dict[str, Any], lora_paths: list[str], source: str = CONFIG_NAME) -> LoraConfig:
+    """A LoraConfig from adapter_config.json; target_modules become the exact paths the weights file adapts.
+
+    Options that change what the tensors mean and that minilora does not compute
+    (per-module ranks, lora_bias, layer replication, ...) are refused by key and value.
+    Unknown keys from newer PEFT versions are ignored.
+    """
+    if d.get("peft_type") != "LORA":
+        raise PeftFormatError(f"{source}: peft_type {d.get('peft_type')!r} is not supported (only 'LORA')")
+    if d.get("task_type") not in TASK_TYPES:
+        raise PeftFormatError(f"{source}: task_type {d.get('task_type')!r} is not supported (CAUSAL_LM or SEQ_CLS)")
+    for key, neutral in NEUTRAL.items():
+        if key in d and not any(d[key] == v for v in neutral):
+            raise PeftFormatError(f"{source}: {key}={d[key]!r} is not supported by minilora")
+    init = d.get("init_lora_weights", True)
+    if isinstance(init, str) and init.lower().startswith(INITS_CHANGING_THE_BASE):
+        raise PeftFormatError(
+            f"{source}: init_lora_weights={init!r} is not supported: PEFT changed the base weights when it "
+            "initialised this adapter, so it only fits that modified base"
+        )
+    if not lora_paths:
+        raise PeftFormatError(f"{source}: the weights file holds no lora_A / lora_B tensors")
+    try:
+        return LoraConfig(
+            r=d.get("r", 8),
+            lora_alpha=d.get("lora_alpha", 8),
+            lora_dropout=d.get("lora_dropout", 0.0),
+            target_modules=tuple(lora_paths),
+            bias=d.get("bias", "none"),
+            use_rslora=bool(d.get("use_rslora", False)),
+            use_dora=bool(d.get("use_dora", False)),
+            init_lora_weights="gaussian" if init == "gaussian" else "kaiming",
+            modules_to_save=tuple(d.get("modules_to_save") or ()),
+        )
+    except (TypeError, ValueError) as exc:
+        raise PeftFormatError(f"{source}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- folders
+def is_peft_dir(directory: str | os.PathLike[str]) -> bool:
+    """True for a folder in PEFT's format: adapter_config.json with peft_type "LORA" + adapter_model.safetensors."""
+    p = Path(directory)
+    if not ((p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
+        return False
+    try:
+        d = json.loads((p / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(d, dict) and d.get("peft_type") == "LORA"
+
+
+def load_peft_format(directory: str | os.PathLike[str]) -> tuple[LoraConfig, dict[str, np.ndarray]]:
+    """(LoraConfig, adapter state by minilora plain name, float32) from a PEFT LoRA folder; shapes checked."""
+    p = Path(directory)
+    if not (p / WEIGHTS_NAME).is_file() and (p / "adapter_model.bin").is_file():
+        raise FileNotFoundError(
+            2, "no adapter_model.safetensors (adapter_model.bin is pickle, which minilora never loads: re-save it "
+            "with PEFT's save_pretrained(..., safe_serialization=True))", str(p / WEIGHTS_NAME)
+        )  # fmt: skip
+    d = stio.read_json(p / CONFIG_NAME)
+    raw = stio.read_safetensors(p / WEIGHTS_NAME)
+    source = str(p / WEIGHTS_NAME)
+    state = from_peft_tensors(raw, tuple(d.get("modules_to_save") or ()), source)
+    lora_paths = list(dict.fromkeys(k.rpartition(".")[0] for k in state if k.endswith((".lora_A", ".lora_B"))))
+    config = from_peft_config(d, lora_paths, str(p / CONFIG_NAME))
+    problems = []
+    for path in lora_paths:
+        a, b = state.get(f"{path}.lora_A"), state.get(f"{path}.lora_B")
+        if a is None or b is None:
+            problems.append(f"{path}: has lora_{'A' if a is None else 'B'} missing")
+        elif a.ndim != 2 or b.ndim != 2 or a.shape[0] != config.r or b.shape[1] != config.r:
+            problems.append(f"{path}: lora_A {a.shape} and lora_B {b.shape} do not have rank r={config.r} "
+                            "(expected (r, in) and (out, r))")  # fmt: skip
+    if problems:
+        raise PeftFormatError(f"{source}: " + "; ".join(problems))
+    return config, state
+
+
+def read_fingerprint(directory: str | os.PathLike[str]) -> str | None:
+    """The minilora base fingerprint stored in the weights file's metadata (None for adapters PEFT wrote)."""
+    return stio.read_metadata(Path(directory) / WEIGHTS_NAME).get(FINGERPRINT_KEY)
+
+
+def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str | None = None) -> int:
+    """Write a PeftModel's LoRA (or DoRA) adapter in PEFT's format; returns its size on disk in bytes.
+
+    The config is written last, so a half-written folder never looks complete.
+    """
+    from minilora.peft.targets import candidate_modules  # noqa: PLC0415
+
+    name = model.active_adapter if adapter_name is None else adapter_name
+    config = model.peft_config.get(name)
+    if not isinstance(config, LoraConfig):
+        raise PeftFormatError(
+            f"save_adapter(format='peft'): adapter {name!r} is {type(config).__name__}; PEFT's LoRA format holds "
+            "LoRA and DoRA adapters only (use format='minilora')"
+        )
+    state = {k: backend.to_host(p.data) for k, p in model.adapter_state(name).items()}  # host: writing a file
+    lora_paths = [k.rpartition(".")[0] for k in state if k.endswith(".lora_A")]
+    save_paths = sorted({k.partition(".modules_to_save.")[0] for k in state if ".modules_to_save." in k})
+    base = model.base_model
+    names = [n for n, _ in candidate_modules(base)]
+    tensors = to_peft_tensors(state, set(lora_paths))
+    hf_config = to_peft_config(
+        config,
+        target_modules=peft_target_modules(lora_paths, names),
+        modules_to_save=save_paths,
+        fan_in_fan_out=any(p.rpartition(".")[2] not in HF_LINEAR for p in lora_paths),
+        task_type="SEQ_CLS" if type(base).__name__ == "GPTForSequenceClassification" else "CAUSAL_LM",
+        base_model_name_or_path=getattr(base, "name_or_path", None),
+    )
+    p = Path(directory)
+    p.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": "pt", FINGERPRINT_KEY: model.base_fingerprint}
+    stio.write_safetensors(p / WEIGHTS_NAME, tensors, metadata=metadata)
+    stio.write_json(p / CONFIG_NAME, hf_config)
+    return sum((p / f).stat().st_size for f in (CONFIG_NAME, WEIGHTS_NAME))
+
+
+def load_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str = "default",
+                 is_trainable: bool = False) -> Any:  # fmt: skip
+    """Load a PEFT LoRA folder onto ``model`` (a plain GPT, or a PeftModel to add it to); returns the PeftModel.
+
+    An adapter minilora saved carries the base fingerprint and is refused on another base;
+    one written by PEFT has none, and is checked by shape only. On failure the model is unchanged.
+    """
+    from minilora.peft.io import AdapterError, _assign, base_fingerprint  # noqa: PLC0415  (io imports this lazily)
+    from minilora.peft.peft_model import PeftModel  # noqa: PLC0415
+
+    config, state = load_peft_format(directory)
+    fresh = not isinstance(model, PeftModel)
+    want = read_fingerprint(directory)
+    if want is not None:
+        have = base_fingerprint(model) if fresh else model.base_fingerprint
+        if have != want:
+            raise AdapterError(
+                f"{directory}: this adapter was trained on another base model (adapter's base fingerprint {want}, "
+                f"this model's {have}); load it onto the weights it was trained on"
+            )
+    base = model if fresh else model.base_model
+    for path in config.target_modules:  # a clear error before anything is wrapped
+        try:
+            base.get_submodule(path)
+        except AttributeError:
+            raise AdapterError(f"{directory}: the adapter targets {path}, which this model does not have") from None
+    if fresh:
+        peft = PeftModel(model, config, adapter_name)
+    else:
+        peft = model
+        peft.add_adapter(adapter_name, config)
+    try:
+        _assign(peft, adapter_name, state, str(directory))
+    except Exception:
+        if fresh:
+            peft.unload()
+        else:
+            peft.delete_adapter(adapter_name)
+        raise
+    for prm in peft.adapter_state(adapter_name).values():
+        prm.requires_grad_(is_trainable)
+    return peft
