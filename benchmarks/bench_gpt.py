@@ -11,6 +11,9 @@ MFU: model FLOPs per step are nanoGPT's estimate, (6 N + 12 L C T) * B * T with
 N the parameter count without the position table (the tied head counted once);
 they are divided by the step time and by the float32 GEMM throughput of raw
 NumPy/CuPy measured in this run (the best of square 1024 and 2048 matmuls).
+A second figure divides by the rate of raw GEMMs of the model's own Linear
+shapes (forward and both backward products), which small, skinny matrices
+cannot run at the square-matrix peak.
 
 Overhead (baby shape): the same model structure and the same number of ops
 with trivial sizes (n_embd = n_head = 4, batch 1, T 4, vocab 65) takes almost
@@ -82,6 +85,23 @@ def raw_matmul_flops(device: str, repeats: int, sync: Callable[[], None]) -> flo
     return best
 
 
+def model_gemm_flops(shape: dict, device: str, repeats: int, sync: Callable[[], None]) -> float:
+    """FLOP/s of raw GEMMs with this model's Linear shapes: for each layer's c_attn, c_proj, c_fc, mlp.c_proj
+    and the lm_head, the forward x W^T and the two backward products g_y W and g_y^T x."""
+    N, C = shape["batch"] * shape["block_size"], shape["n_embd"]
+    rng = np.random.default_rng(0)
+    total_flops, total_t = 0.0, 0.0
+    for fan_in, fan_out, count in ((C, 3 * C, shape["n_layer"]), (C, C, shape["n_layer"]),
+                                   (C, 4 * C, shape["n_layer"]), (4 * C, C, shape["n_layer"]), (C, VOCAB, 1)):
+        x = backend.to_device(rng.standard_normal((N, fan_in), dtype=np.float32), device)
+        w = backend.to_device(rng.standard_normal((fan_out, fan_in), dtype=np.float32), device)
+        g = backend.to_device(rng.standard_normal((N, fan_out), dtype=np.float32), device)
+        ts = timed([lambda x=x, w=w: x @ w.T, lambda g=g, w=w: g @ w, lambda g=g, x=x: g.T @ x], repeats, sync)
+        total_t += count * sum(ts)
+        total_flops += count * 3 * 2 * N * fan_in * fan_out
+    return total_flops / total_t
+
+
 def profile_step(step: Callable[[], None], top: int = 18) -> str:
     step()
     prof = cProfile.Profile()
@@ -118,9 +138,11 @@ def main() -> None:
         (t,) = timed([step], args.repeats if name != "medium" else max(2, args.repeats // 2), sync)
         flops = flops_per_step(model, shape)
         tokens = shape["batch"] * shape["block_size"]
+        gemm = model_gemm_flops(shape, args.device, args.repeats, sync) if name != "trivial" else float("nan")
         results["shapes"][name] = {
             **shape, "params": model.num_parameters(), "ms_per_step": t * 1e3, "tokens_per_s": tokens / t,
             "model_gflops_per_step": flops / 1e9, "mfu_vs_raw_matmul": flops / t / raw,
+            "raw_model_gemm_gflops": gemm / 1e9, "mfu_vs_model_gemms": flops / t / gemm,
         }
         if name == "baby" and args.profile:
             results["baby_profile"] = profile_step(step)
@@ -128,10 +150,12 @@ def main() -> None:
     results["baby_overhead_share"] = shapes["trivial"]["ms_per_step"] / shapes["baby"]["ms_per_step"]
 
     print(f"raw {args.device} float32 matmul: {raw / 1e9:.1f} GFLOP/s")
-    print(f"{'shape':<8} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/step':>11} {'MFU vs raw':>11}")
+    print(f"{'shape':<8} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/step':>11} {'MFU vs raw':>11} "
+          f"{'raw GEMMs, model shapes':>24} {'MFU vs those':>13}")
     for name, r in shapes.items():
         print(f"{name:<8} {r['params']:>10,} {r['ms_per_step']:>9.2f} {r['tokens_per_s']:>10,.0f} "
-              f"{r['model_gflops_per_step']:>11.3f} {r['mfu_vs_raw_matmul']:>10.1%}")
+              f"{r['model_gflops_per_step']:>11.3f} {r['mfu_vs_raw_matmul']:>10.1%} "
+              f"{r['raw_model_gemm_gflops']:>17.1f} GFLOP/s {r['mfu_vs_model_gemms']:>12.1%}")
     print(f"baby overhead share (trivial-size step / baby step): {results['baby_overhead_share']:.1%}"
           "   targets: medium MFU >= 50%, baby overhead <= 20%")
     if args.profile:

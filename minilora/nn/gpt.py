@@ -414,7 +414,8 @@ class GPTForSequenceClassification(GPTBase):
         else:
             xp = h.xp
             real = self._full_mask(attention_mask, B, h.shape[1], P, h.device) != 0  # (B, P + T)
-            pos = real.shape[1] - 1 - real[:, ::-1].argmax(axis=1)  # (B,) last real position, either padding side
+            # (B,) the last real position, whichever side the padding is on
+            pos = real.shape[1] - 1 - real[:, ::-1].astype(xp.int8).argmax(axis=1)
             last = h[xp.arange(B), pos]  # (B, C)
         logits = self.score(last)  # (B, num_classes)
         loss = None
