@@ -76,6 +76,14 @@ def _peft_format(what: str) -> Any:
     return peft_format
 
 
+def _is_peft_dir(directory: str) -> bool:
+    try:
+        from minilora.peft.peft_format import is_peft_dir  # noqa: PLC0415
+    except ImportError:
+        return False
+    return is_peft_dir(directory)
+
+
 def _atomic_write_text(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -155,14 +163,17 @@ def read_adapter(directory: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def load_adapter(
-    model: Module, directory: str, adapter_name: str = "default", format: str = "minilora", is_trainable: bool = False
+    model: Module, directory: str, adapter_name: str = "default", format: str | None = None, is_trainable: bool = False
 ) -> PeftModel:
     """Load a saved adapter onto ``model`` (a plain base model, or a PeftModel to add it to, not activated).
 
     Returns the PeftModel. Refuses (AdapterError) an adapter trained on another base (fingerprints differ),
     a different method family, or arrays that do not fit; on any failure the model is left unchanged.
-    ``is_trainable=False`` loads the adapter frozen, for inference.
+    ``is_trainable=False`` loads the adapter frozen, for inference. ``format=None`` detects it: Hugging Face
+    PEFT's layout (adapter_config.json with peft_type + adapter_model.safetensors) or minilora's.
     """
+    if format is None:
+        format = "peft" if _is_peft_dir(directory) else "minilora"
     _check_format(format, "load_adapter")
     # [hf interop] a Hugging Face PEFT folder (adapter_config.json + adapter_model.safetensors) is auto-detected
     if format == "peft" or _peft_format("load_adapter").is_peft_dir(directory):

@@ -394,7 +394,7 @@ class PeftModel(Module):
         return save_adapter(self, directory, adapter_name, format=format)
 
     def load_adapter(
-        self, directory: str, adapter_name: str = "default", format: str = "minilora", is_trainable: bool = False
+        self, directory: str, adapter_name: str = "default", format: str | None = None, is_trainable: bool = False
     ) -> str:
         """Add the adapter saved in ``directory`` as ``adapter_name`` (not activated); refuses another base."""
         from minilora.peft.io import load_adapter  # noqa: PLC0415
