@@ -16,10 +16,21 @@ def check_device(device: str) -> None:
 
 
 def load_model(path: str, device: str) -> tuple[Any, Any, Any]:
-    """(checkpoint, model, tokenizer) from a checkpoint file; problems become one-line CLIErrors."""
+    """(checkpoint, model, tokenizer) from a checkpoint file; problems become one-line CLIErrors.
+
+    A Hugging Face GPT-2 folder is accepted too (checkpoint is then None): see minilora.hf.load_base.
+    """
     from minilora.cli import CLIError  # noqa: PLC0415
+    from minilora.hf.gpt2 import is_hf_folder  # noqa: PLC0415  [hf interop]
     from minilora.train import CheckpointError, build_model, load_checkpoint  # noqa: PLC0415
 
+    if is_hf_folder(path):  # [hf interop] config.json + model.safetensors + tokenizer files
+        from minilora.hf import load_base  # noqa: PLC0415
+
+        try:
+            return (None, *load_base(path, device))
+        except (ValueError, ImportError) as exc:
+            raise CLIError(_one_line(str(exc))) from None
     try:
         ckpt = load_checkpoint(path)
         model = build_model(ckpt, device)

@@ -18,7 +18,8 @@ ADAPTER_HOOK: Callable[[Any, str], Any] | None = None
 
 def add_parser(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help="sample text from a checkpoint")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by pretrain")
+    p.add_argument("--checkpoint", "--base", dest="checkpoint", required=True, metavar="PATH",
+                   help="a checkpoint written by pretrain, or a Hugging Face GPT-2 folder")  # fmt: skip
     p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
