@@ -8,7 +8,7 @@
    forward and backward, against the same three GEMMs in plain NumPy
    (x W^T, g_y W, g_y^T x): the share of raw matmul throughput the engine keeps.
 
-    .venv/bin/python benchmarks/bench_engine.py [--steps 2000] [--repeats 5] [--json PATH]
+    .venv/bin/python benchmarks/bench_engine.py [--steps 2000] [--repeats 10] [--json PATH]
 
 Targets: overhead <= 10 us/op; linear >= 95% of raw throughput.
 """
@@ -89,7 +89,7 @@ def linear_layer(n: int = 1024) -> tuple[Any, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000, help="chain steps (3 ops each)")
-    ap.add_argument("--repeats", type=int, default=5, help="best of this many timed runs")
+    ap.add_argument("--repeats", type=int, default=10, help="best of this many timed runs (interleaved)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
 

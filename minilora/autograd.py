@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from minilora import backend
 
 if TYPE_CHECKING:
@@ -78,26 +80,25 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
         fn = cls(**params)
-        device = inputs[0].device
-        needs = []
-        for x in inputs:
-            if x.device != device:
-                raise RuntimeError(
-                    f"{cls.__name__}: inputs are on different devices ({device} and {x.device}); "
-                    "move them with .to(device) first"
-                )
-            if cls.float_only and x.data.dtype.kind != "f":
-                raise TypeError(
-                    f"{cls.__name__}: expected floating-point tensors, got dtype {x.data.dtype} "
-                    f"with shape {tuple(x.shape)}"
-                )
-            needs.append(x.requires_grad)
-        record = _grad_enabled and any(needs)
-        fn.needs_input_grad = tuple(needs) if record else (False,) * len(inputs)
-        fn.xp = backend.get_array_module(*[x.data for x in inputs])
+        datas = [x.data for x in inputs]
+        kind = type(datas[0])
+        for d in datas:
+            if type(d) is not kind:  # one array type means one device; otherwise compare devices properly
+                _check_same_device(cls.__name__, inputs)
+                break
+        if cls.float_only:
+            for x, d in zip(inputs, datas):
+                if d.dtype.kind != "f":
+                    raise TypeError(
+                        f"{cls.__name__}: expected floating-point tensors, got dtype {d.dtype} "
+                        f"with shape {tuple(x.shape)}"
+                    )
+        needs = tuple([x.requires_grad for x in inputs])
+        record = _grad_enabled and True in needs
+        fn.needs_input_grad = needs if record else (False,) * len(inputs)
+        fn.xp = np if kind is np.ndarray else backend.get_array_module(*datas)
         fn.saved = ()
-        y = fn.forward(*[x.data for x in inputs])
-        out = Tensor(y)
+        out = Tensor(fn.forward(*datas))
         if record:
             fn.inputs = inputs
             out._ctx = fn
@@ -117,6 +118,15 @@ class Function:
     def release(self) -> None:
         self.saved = _RELEASED
         self.inputs = None
+
+
+def _check_same_device(op: str, inputs: tuple[Tensor, ...]) -> None:
+    device = inputs[0].device
+    for x in inputs:
+        if x.device != device:
+            raise RuntimeError(
+                f"{op}: inputs are on different devices ({device} and {x.device}); move them with .to(device) first"
+            )
 
 
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
