@@ -122,3 +122,28 @@ def test_quantize_model_targets_and_errors(device):
         quantize_model(_gpt(device), target_modules=["lm_head"])
     with pytest.raises(ValueError):
         quantize_model(_gpt(device), target_modules=["no_such_layer"])
+
+
+def test_qlora_gradcheck_through_the_4bit_gpt_and_base_untouched(device, rng):
+    from minilora.nn.gradcheck import check_module_grad  # noqa: PLC0415
+    from minilora.optim import AdamW  # noqa: PLC0415
+    from minilora.peft import LoraConfig, get_peft_model  # noqa: PLC0415
+
+    ml.manual_seed(0)
+    model = get_peft_model(_gpt(device), LoraConfig(r=2, target_modules=["c_attn", "mlp.c_fc"], quantize=True))
+    assert sum(isinstance(m, Linear4bit) for m in model.modules()) == 8  # QLoRA stores every Linear but the head
+    for name, p in model.named_parameters():
+        if name.endswith("lora_B"):
+            p.data = backend.to_device(rng.standard_normal(p.shape) * 0.1, device, p.dtype)  # so g_A is not zero
+    idx, tgt = rng.integers(0, 11, (2, 5)), rng.integers(0, 11, (2, 5))
+    model.double()
+    reports = check_module_grad(model, lambda: model(idx, tgt)[1], full_max=0, n_directions=2)
+    assert set(reports[0].per_input) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all("lora_" in n for n in reports[0].per_input)
+    frozen = {n: backend.to_host(b).copy() for n, b in model.named_buffers()}
+    opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    _, loss = model(idx, tgt)
+    loss.backward()
+    opt.step()
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+    assert all(np.array_equal(frozen[n], backend.to_host(b)) for n, b in model.named_buffers())
