@@ -185,7 +185,7 @@ def hf_to_minilora(tensors: dict[str, np.ndarray], config: GPTConfig, source: st
             problems.append(f"{key}: shape {tuple(found[key].shape)} in the file, {shape} expected for this config")
     head = found.get("lm_head.weight")
     wte = found.get("transformer.wte.weight")
-    if head is not None and wte is not None and (head.shape != wte.shape or not np.array_equal(head, wte)):
+    if head is not None and wte is not None and (head.shape != wte.shape or not np.array_equal(head, wte)):  # host
         problems.append("lm_head.weight differs from transformer.wte.weight: untied output heads are not supported")
     if problems:
         raise UnsupportedCheckpointError(
@@ -209,7 +209,7 @@ def minilora_to_hf(state: dict[str, Any], config: GPTConfig) -> dict[str, np.nda
             + " (an adapted model must be merged first: model.merge_and_unload())"
         )
     head = state.get("lm_head.weight")
-    if head is not None and not np.array_equal(head, state["transformer.wte.weight"]):
+    if head is not None and not np.array_equal(head, state["transformer.wte.weight"]):  # host: host copies
         raise UnsupportedCheckpointError("save_pretrained: lm_head.weight is not tied to transformer.wte.weight")
     out: dict[str, np.ndarray] = {}
     for key, shape in expected.items():
