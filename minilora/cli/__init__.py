@@ -18,6 +18,7 @@ COMMANDS = {
     "pretrain": "minilora.cli.train_cmd",
     "generate": "minilora.cli.generate_cmd",
     "eval": "minilora.cli.eval_cmd",
+    "finetune": "minilora.cli.finetune_cmd",
 }
 
 
