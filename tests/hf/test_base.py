@@ -13,6 +13,7 @@ import minilora as ml  # noqa: E402
 from minilora.cli import COMMANDS, main  # noqa: E402
 from minilora.hf import GPT2Tokenizer, load_base, save_pretrained  # noqa: E402
 from minilora.nn import GPT, GPTConfig  # noqa: E402
+from minilora.peft import load_adapter  # noqa: E402
 
 
 @pytest.fixture
@@ -61,11 +62,18 @@ def test_a_gpt2_folder_without_tokenizer_or_with_a_bad_config_is_one_clear_line(
 @pytest.mark.skipif("finetune" not in COMMANDS, reason="the finetune command is not registered in this tree")
 def test_finetune_lora_on_a_gpt2_folder_then_generate_with_the_adapter(gpt2_folder, tmp_path, capsys):
     text = tmp_path / "train.txt"
-    text.write_text("hello the world. " * 40)
+    text.write_text("hello the world. " * 200)
     out = tmp_path / "adapter"
     argv = ["finetune", "--base", str(gpt2_folder), "--method", "lora", "--data", str(text), "--out", str(out),
-            "--steps", "3", "--batch-size", "2", "--block-size", "16"]  # fmt: skip
+            "--steps", "3", "--batch-size", "2", "--rank", "2", "--eval-interval", "3", "--no-progress"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
-    assert main(["generate", "--base", str(gpt2_folder), "--adapter", str(out), "--prompt", "the",
-                 "--max-new-tokens", "3", "--temperature", "0"]) == 0  # fmt: skip
-    assert capsys.readouterr().out.startswith("the")
+    capsys.readouterr()
+    gen = ["generate", "--base", str(gpt2_folder), "--prompt", "the", "--max-new-tokens", "3", "--temperature", "0"]
+    assert main([*gen, "--adapter", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("the")
+    # the same adapter exported in PEFT's format generates the same text (load_adapter detects the format)
+    model, _ = load_base(gpt2_folder)
+    load_adapter(model, str(out)).save_adapter(str(tmp_path / "peft"), format="peft")
+    assert main([*gen, "--adapter", str(tmp_path / "peft")]) == 0
+    assert capsys.readouterr().out == text
