@@ -9,6 +9,7 @@ import pytest
 
 import minilora as ml
 from minilora import backend
+from minilora.gradcheck import check_grad
 from minilora.nn import GELU, MLP, Block, Dropout, Embedding, GPTConfig, LayerNorm, Linear, RMSNorm
 from minilora.nn.gradcheck import check_module_grad
 
@@ -79,6 +80,17 @@ def test_dropout(device):
     assert Dropout(0.0)(x) is x
     with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\)"):
         Dropout(1.5)
+
+
+def test_dropout_and_gelu_gradcheck(device, rng):
+    drop, gelu = Dropout(0.3), GELU()
+    x = _t(rng.standard_normal((3, 5)), device, True)
+
+    def fn(x):
+        ml.manual_seed(0)  # the same mask at every finite-difference evaluation
+        return gelu(drop(x))
+
+    check_grad(fn, [x])  # no parameters: the input's gradient through both layers
 
 
 def test_gelu(device, rng):
