@@ -35,11 +35,11 @@ def is_linear(module: Module) -> bool:
     return isinstance(module, Linear) or type(module).__name__ == "Linear4bit"
 
 
-def base_weight(layer: Module) -> Any:
-    """The float weight array (out, in) of a Linear, or the dequantised weight of a Linear4bit."""
+def base_weight(layer: Module, dtype: Any = None) -> Any:
+    """The float weight array (out, in) of a Linear, or the dequantised weight of a Linear4bit (in ``dtype``)."""
     if isinstance(layer, Linear):
         return layer.weight.data
-    return layer.dequantize()
+    return layer.dequantize(dtype)
 
 
 class LoraLinear(PeftLayer):
@@ -68,8 +68,9 @@ class LoraLinear(PeftLayer):
         else:  # kaiming_uniform_(a=sqrt(5)) as PEFT: gain sqrt(2/(1+5)), bound = gain * sqrt(3/fan_in) = 1/sqrt(fan_in)
             bound = 1.0 / math.sqrt(fan_in)
             a = rng.uniform(-bound, bound, size=(r, fan_in))
-        w0 = base_weight(self.base_layer)
-        xp, dtype, device = backend.get_array_module(w0), w0.dtype, self.base_device()
+        dtype = self.base_layer.dtype  # the compute dtype (an NF4 layer's: its bias's, float32 without one)
+        w0 = base_weight(self.base_layer, dtype)
+        xp, device = backend.get_array_module(w0), self.base_device()
         slots: dict[str, Any] = {
             "lora_A": Parameter(backend.to_device(a, device, dtype)),  # (r, in)
             "lora_B": Parameter(xp.zeros((self.out_features, r), dtype=dtype)),  # (out, r)
@@ -100,14 +101,14 @@ class LoraLinear(PeftLayer):
             return self.dora_fixed_norm
         cfg = self.settings[self.active_adapter]
         with no_grad():
-            v = base_weight(self.base_layer) + cfg["scaling"] * (self.lora_B.data @ self.lora_A.data)  # (out, in)
+            v = base_weight(self.base_layer, self.lora_A.dtype) + cfg["scaling"] * (self.lora_B.data @ self.lora_A.data)
         return _row_norm(v)
 
     # ------------------------------------------------------------------ merging
     def delta_weight(self) -> Any:
         """The weight the active adapter adds: s B A (LoRA) or m V/||V|| - W0 (DoRA), shape (out, in)."""
         cfg = self.settings[self.active_adapter]
-        w0 = base_weight(self.base_layer)
+        w0 = base_weight(self.base_layer, self.lora_A.dtype)
         delta = cfg["scaling"] * (self.lora_B.data @ self.lora_A.data)  # (out, in)
         if cfg["use_dora"]:
             v = w0 + delta
@@ -131,7 +132,7 @@ class LoraLinear(PeftLayer):
             return self.base_layer
         q = self.base_layer
         lin = Linear(self.in_features, self.out_features, bias=q.bias is not None)
-        w = q.dequantize()
+        w = q.dequantize(self.base_layer.dtype)
         if self.has_active:
             w = w + self.delta_weight()
         lin.weight = Parameter(w, requires_grad=False)

@@ -120,3 +120,31 @@ def test_dropout_only_on_the_lora_branch(device, rng):
     ref = x.numpy() @ base.weight.numpy().T + base.bias.numpy() + 8.0 * (x.numpy() @ layer.lora_A.numpy().T).sum(
         axis=1, keepdims=True)
     np.testing.assert_allclose(eval_out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_qlora_lora_on_nf4_base(device, rng, dora):
+    """quantize=True stores every Linear but the head as NF4; LoRA trains through it; merge_and_unload gives floats."""
+    from minilora.peft.qlora import Linear4bit
+
+    model = tiny(device).double()
+    peft = get_peft_model(model, LoraConfig(r=2, quantize=True, quant_block_size=8, use_dora=dora))
+    layer = peft.get_submodule("transformer.h.0.attn.c_attn")
+    assert isinstance(layer.base_layer, Linear4bit)
+    assert isinstance(peft.get_submodule("transformer.h.0.mlp.c_fc"), Linear4bit)  # the whole base is 4-bit
+    x, y = ids(rng, 2, 4, device=device), ids(rng, 2, 4, device=device)
+    quantized_out = peft(x)[0].numpy()
+    randomize_b(peft, rng)
+    for m in (m for _, m in peft.peft_layers()):
+        m.dora_fixed_norm = m._dora_norm() if dora else None
+    pe = backend.to_device(rng.standard_normal((2, 8)), device)
+    check_module_grad(peft, lambda i, t, e: peft(i, t, prompt_embeds=e)[1], [x, y, pe], full_max=0)
+    for m in (m for _, m in peft.peft_layers()):
+        m.dora_fixed_norm = None
+    adapted = peft(x)[0].numpy()
+    assert not np.allclose(adapted, quantized_out)
+    with pytest.raises(NotImplementedError, match="NF4-quantised and cannot be updated in place"):
+        peft.merge()
+    merged = peft.merge_and_unload()
+    assert isinstance(merged.transformer.h[0].attn.c_attn, Linear)
+    np.testing.assert_allclose(merged(x)[0].numpy(), adapted, rtol=1e-9, atol=1e-9)
