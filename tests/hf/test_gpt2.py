@@ -274,3 +274,14 @@ def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
         save_pretrained(model, tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_loading_to_a_device_and_saving_from_it(make_hf_folder, tmp_path, device):
+    folder, _ = make_hf_folder()
+    on_cpu = from_pretrained(folder)
+    model = from_pretrained(folder, device=device)
+    assert model.device == device and model.lm_head.weight is model.transformer.wte.weight
+    np.testing.assert_allclose(logits(model), logits(on_cpu), rtol=1e-5, atol=1e-6)
+    save_pretrained(model, tmp_path / "back")  # device -> host happens once, explicitly, in save_pretrained
+    assert load_file(str(tmp_path / "back" / "model.safetensors")).keys() == load_file(
+        str(folder / "model.safetensors")).keys()  # fmt: skip

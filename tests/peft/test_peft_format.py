@@ -12,6 +12,7 @@ pytest.importorskip("safetensors", reason="needs the hf extra: pip install 'mini
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 import minilora as ml  # noqa: E402
+from minilora import backend  # noqa: E402
 from minilora.hf import from_pretrained, save_pretrained  # noqa: E402
 from minilora.hf.safetensors_io import read_metadata  # noqa: E402
 from minilora.nn import GPT, GPTConfig, GPTForSequenceClassification  # noqa: E402
@@ -38,7 +39,7 @@ def trained_peft(config: LoraConfig, model=None):
     peft = get_peft_model(model if model is not None else base(), config)
     rng = np.random.default_rng(1)
     for p in peft.adapter_state().values():
-        p.data = p.data + rng.normal(0, 0.2, p.shape).astype(np.float32)
+        p.data = p.data + backend.to_device(rng.normal(0, 0.2, p.shape), p.device, p.dtype)
     return peft
 
 
@@ -262,3 +263,12 @@ def test_pickle_files_and_other_methods_are_refused(tmp_path):
     ia3 = get_peft_model(base(), IA3Config())
     with pytest.raises(PeftFormatError, match="IA3Config; PEFT's LoRA format holds LoRA and DoRA adapters only"):
         ia3.save_adapter(str(tmp_path / "x"), format="peft")
+
+
+def test_save_and_load_on_a_device(tmp_path, device):
+    peft = trained_peft(LoraConfig(r=2, lora_alpha=4, target_modules=("c_attn",)), base().to(device))
+    want = logits(peft)
+    peft.save_adapter(str(tmp_path), format="peft")
+    loaded = load_adapter(base().to(device), str(tmp_path))
+    assert loaded.get_submodule("transformer.h.0.attn.c_attn").lora_A.device == device
+    np.testing.assert_allclose(logits(loaded), want, rtol=1e-6, atol=1e-6)
