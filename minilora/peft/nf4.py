@@ -219,7 +219,7 @@ def dequantize_nf4(q: NF4Tensor, dtype: Any = None) -> Any:
     xp = backend.get_array_module(q.codes)
     dtype = q.dtype if dtype is None else dtype
     codes = unpack_nibbles(q.codes)  # (nb * bs,)
-    values = nf4_levels(xp, dtype)[codes].reshape(-1, q.block_size)  # (nb, bs)
+    values = xp.take(nf4_levels(xp, dtype), codes).reshape(-1, q.block_size)  # (nb, bs): a 16-entry lookup
     scales = dequantize_scales(q).astype(dtype)  # (nb,)
     return (values * scales[:, None]).reshape(-1)[: q.numel].reshape(q.shape)
 
