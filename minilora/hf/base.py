@@ -7,9 +7,10 @@ calls ``load_base`` so that both kinds of base work everywhere a base is accepte
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from minilora.hf.gpt2 import from_pretrained, is_hf_folder
+from minilora.hf.gpt2 import INDEX_NAME, WEIGHTS_NAME, from_pretrained, is_hf_folder, read_hf_tensors
 from minilora.hf.tokenizer import GPT2Tokenizer
 
 
@@ -20,6 +21,8 @@ def load_base(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, A
     or vocab.json + merges.txt); a missing piece is named in the error.
     """
     if is_hf_folder(path):
+        if not (Path(path) / WEIGHTS_NAME).is_file() and not (Path(path) / INDEX_NAME).is_file():
+            read_hf_tensors(path)  # raises FileNotFoundError naming what is there instead (e.g. a pickle)
         if not GPT2Tokenizer.is_available(path):
             raise FileNotFoundError(
                 2, "the GPT-2 folder has no tokenizer (tokenizer.json, or vocab.json + merges.txt)", os.fspath(path)

@@ -227,9 +227,12 @@ def minilora_to_hf(state: dict[str, Any], config: GPTConfig) -> dict[str, np.nda
 
 # ----------------------------------------------------------------------------- folders
 def is_hf_folder(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder with a Hugging Face config.json (a GPT-2 checkpoint or not)."""
+    """True when ``path`` is a folder with a config.json: a Hugging Face checkpoint (minilora's are files).
+
+    from_pretrained then says what is wrong with it (no safetensors weights, another architecture, ...).
+    """
     p = Path(path)
-    return p.is_dir() and (p / CONFIG_NAME).is_file() and ((p / WEIGHTS_NAME).is_file() or (p / INDEX_NAME).is_file())
+    return p.is_dir() and (p / CONFIG_NAME).is_file()
 
 
 def read_hf_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -73,7 +73,7 @@ def read_safetensors(path: str | os.PathLike[str], float_dtype: Any = np.float32
             for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
                 info = header.get(key, {})
                 a = _read_bf16(path, header_len, info) if info.get("dtype") == "BF16" else f.get_tensor(key)
-                out[key] = a.astype(float_dtype) if a.dtype.kind == "f" and float_dtype is not None else a
+                out[key] = a.astype(float_dtype, copy=False) if a.dtype.kind == "f" and float_dtype is not None else a
     except (st.SafetensorError, TypeError) as exc:
         raise ValueError(f"{path}: cannot read it as safetensors ({exc})") from None
     return out

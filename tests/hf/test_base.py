@@ -77,3 +77,10 @@ def test_finetune_lora_on_a_gpt2_folder_then_generate_with_the_adapter(gpt2_fold
     load_adapter(model, str(out)).save_adapter(str(tmp_path / "peft"), format="peft")
     assert main([*gen, "--adapter", str(tmp_path / "peft")]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_a_pickle_only_folder_is_refused_in_one_line(gpt2_folder, capsys):
+    (gpt2_folder / "model.safetensors").rename(gpt2_folder / "pytorch_model.bin")
+    assert main(["generate", "--base", str(gpt2_folder)]) == 2
+    err = capsys.readouterr().err
+    assert "pytorch_model.bin" in err and "safetensors" in err and err.count("\n") == 1
