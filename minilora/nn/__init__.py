@@ -2,11 +2,11 @@
 
 from minilora.nn.attention import CausalSelfAttention, KVCache, LayerKVCache
 from minilora.nn.gpt import GPT, MLP, Block, GPTBase, GPTConfig, GPTForSequenceClassification
-from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm
+from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm, skip_init
 from minilora.nn.module import LoadResult, Module, ModuleDict, ModuleList, Parameter, StateDictError
 
 __all__ = [
     "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "Dropout", "Embedding", "GPTBase", "GPTConfig",
     "GPTForSequenceClassification", "KVCache", "LayerKVCache", "LayerNorm", "Linear", "LoadResult", "Module",
-    "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "StateDictError",
+    "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "StateDictError", "skip_init",
 ]

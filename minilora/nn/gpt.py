@@ -26,7 +26,7 @@ from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.autograd import no_grad
 from minilora.nn.attention import CausalSelfAttention, KVCache, expand_batch
-from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, zeros_
+from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, skip_init, zeros_
 from minilora.nn.module import Module, ModuleDict, ModuleList
 from minilora.tensor import Tensor
 
@@ -126,7 +126,12 @@ class GPTBase(Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = ModuleDict(
+        with skip_init():  # drawn once, by _init_weights
+            self.transformer = self._build_transformer(config)
+
+    @staticmethod
+    def _build_transformer(config: GPTConfig) -> ModuleDict:
+        return ModuleDict(
             {
                 "wte": Embedding(config.vocab_size, config.n_embd),
                 "wpe": Embedding(config.block_size, config.n_embd),
@@ -138,17 +143,17 @@ class GPTBase(Module):
 
     def _init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02) for Linear and Embedding weights, zero biases, residual projections
-        (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)) so the residual stream does not grow with depth."""
-        for m in self.modules():
-            if isinstance(m, Linear):
-                normal_(m.weight, 0.02)
-                if m.bias is not None:
-                    zeros_(m.bias)
-            elif isinstance(m, Embedding):
-                normal_(m.weight, 0.02)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                normal_(p, 0.02 / math.sqrt(2 * self.config.n_layer))
+        (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)) so the residual stream does not grow with depth.
+        Each Parameter is drawn once (the tied embedding/head too), in module order, from the host generator."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        seen: set[int] = set()
+        for name, m in self.named_modules():
+            if not isinstance(m, (Linear, Embedding)) or id(m.weight) in seen:
+                continue
+            seen.add(id(m.weight))
+            normal_(m.weight, residual_std if name.endswith("c_proj") else 0.02)
+            if isinstance(m, Linear) and m.bias is not None:
+                zeros_(m.bias)
 
     def check_token_ids(self, ids: Any) -> None:
         """Raise IndexError for ids outside [0, vocab_size): one host sync (CuPy would wrap them silently)."""
@@ -245,7 +250,8 @@ class GPT(GPTBase):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        with skip_init():
+            self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # one Parameter in two places: both gradients sum into it
         self._init_weights()
 
@@ -386,7 +392,8 @@ class GPTForSequenceClassification(GPTBase):
         if num_classes < 1:
             raise ValueError(f"GPTForSequenceClassification: num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
-        self.score = Linear(config.n_embd, num_classes, bias=False)
+        with skip_init():
+            self.score = Linear(config.n_embd, num_classes, bias=False)
         self._init_weights()
 
     @classmethod

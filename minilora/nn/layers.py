@@ -8,7 +8,9 @@ run and a GPU run from the same seed start from identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,17 +22,43 @@ from minilora.ops.embedding import Embedding as _EmbeddingFn
 from minilora.ops.embedding import as_index_array, check_indices
 from minilora.tensor import Tensor
 
+_SKIP_INIT = False
+
+
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Inside this block layers allocate zeros instead of drawing random weights (normal_ and uniform_ do nothing).
+
+    For weights that are about to be loaded from a checkpoint, or re-initialised anyway:
+    GPT builds its layers this way and then draws each weight once.
+    """
+    global _SKIP_INIT
+    prev, _SKIP_INIT = _SKIP_INIT, True
+    try:
+        yield
+    finally:
+        _SKIP_INIT = prev
+
 
 def normal_(p: Parameter, std: float, mean: float = 0.0) -> Parameter:
-    """Refill ``p`` in place with N(mean, std^2) drawn on the host, then moved to p's device and dtype."""
-    host = backend.host_rng().normal(mean, std, size=p.shape)
+    """Refill ``p`` in place with N(mean, std^2) drawn on the host in float32, then moved to p's device and dtype."""
+    if _SKIP_INIT:
+        return p
+    host = backend.host_rng().standard_normal(p.shape, dtype=np.float32)
+    host *= np.float32(std)
+    if mean:
+        host += np.float32(mean)
     p.data = backend.to_device(host, p.device, p.dtype)
     return p
 
 
 def uniform_(p: Parameter, bound: float) -> Parameter:
-    """Refill ``p`` in place with U(-bound, bound) drawn on the host."""
-    host = backend.host_rng().uniform(-bound, bound, size=p.shape)
+    """Refill ``p`` in place with U(-bound, bound) drawn on the host in float32."""
+    if _SKIP_INIT:
+        return p
+    host = backend.host_rng().random(p.shape, dtype=np.float32)
+    host *= np.float32(2 * bound)
+    host -= np.float32(bound)
     p.data = backend.to_device(host, p.device, p.dtype)
     return p
 
