@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # stored (in, out) by Hugging Face
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # three spellings of the same tanh approximation
 BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers in older files, not parameters
+BACKBONE = ("wte.", "wpe.", "h.", "ln_f.")  # GPT2Model's top-level names (GPT2LMHeadModel adds "transformer.")
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 CONFIG_NAME = "config.json"
@@ -105,7 +106,10 @@ def config_from_hf(hf: dict[str, Any], source: str = CONFIG_NAME, dropout: float
 
 
 def config_to_hf(config: GPTConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The config.json GPT2LMHeadModel.save_pretrained writes for this architecture (``extra`` overrides keys)."""
+    """The config.json GPT2LMHeadModel.save_pretrained writes for this architecture.
+
+    ``extra`` adds keys and may set the token ids; the architecture fields always describe this model.
+    """
     hf: dict[str, Any] = {
         "activation_function": "gelu_new",
         "architectures": ["GPT2LMHeadModel"],
@@ -176,7 +180,7 @@ def hf_to_minilora(tensors: dict[str, np.ndarray], config: GPTConfig, source: st
     for key, value in tensors.items():
         if key.endswith(BUFFERS):
             continue
-        name = key if key.startswith("transformer.") or key == "lm_head.weight" else f"transformer.{key}"
+        name = f"transformer.{key}" if key.startswith(BACKBONE) else key  # a bare GPT2Model's names
         found[name] = value
     problems = [f"missing key: {k}" for k in expected if k not in found]
     problems += [f"unexpected key: {k}" for k in found if k not in expected and k != "lm_head.weight"]

@@ -161,11 +161,12 @@ def test_every_bad_key_is_named_in_one_error(make_hf_folder):
     del t["transformer.h.1.ln_1.bias"]
     t["transformer.h.0.attn.c_attn.weight"] = t["transformer.h.0.attn.c_attn.weight"].T.copy()  # (out, in): wrong
     t["transformer.h.0.attn.rotary.weight"] = np.zeros(3, np.float32)
+    t["score.weight"] = np.zeros((2, 8), np.float32)  # a GPT2ForSequenceClassification head
     folder, _ = make_hf_folder("bad", tensors=t)
     with pytest.raises(UnsupportedCheckpointError) as err:
         from_pretrained(folder)
     msg = str(err.value)
-    assert "model.safetensors" in msg and "3 problem(s)" in msg
+    assert "model.safetensors" in msg and "4 problem(s)" in msg and "unexpected key: score.weight" in msg
     assert "missing key: transformer.h.1.ln_1.bias" in msg
     assert "unexpected key: transformer.h.0.attn.rotary.weight" in msg
     assert "transformer.h.0.attn.c_attn.weight: shape (24, 8) in the file, (8, 24) expected" in msg
