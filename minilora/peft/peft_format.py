@@ -105,7 +105,7 @@ def from_peft_tensors(
             out[name.replace(".base_layer.bias", ".bias")] = a
         elif ".modules_to_save." in name:  # older PEFT: <path>.modules_to_save.<param>
             out[name] = a
-        elif re.search(r"\.lora_embedding_[AB]$|\.lora_B\.bias$|\.lora_A\.\w+\.weight$", name):
+        elif re.search(r"\.lora_embedding_[AB]$|\.lora_B\.bias$|\.lora_[AB]\.\w+\.weight$", name):
             problems.append(f"{key}: not supported (LoRA on embeddings, lora_bias, or a key still holding an "
                             "adapter name)")  # fmt: skip
         elif (path := _save_path(name, modules_to_save)) is not None:
@@ -352,3 +352,6 @@ def load_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
     for prm in peft.adapter_state(adapter_name).values():
         prm.requires_grad_(is_trainable)
     return peft
+
+
+save_peft_format = save_adapter  # the name the interop contract uses; io.save_adapter(format="peft") calls it

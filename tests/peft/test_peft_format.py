@@ -224,6 +224,7 @@ def test_unsupported_configs_are_refused_by_key(tmp_path, config, message):
         ({**GOOD, "base_model.model.transformer.h.0.attn.c_attn.lora_B.weight": np.zeros((24, 3), np.float32)},
          r"do not have rank r=2"),
         ({"transformer.h.0.attn.c_attn.lora_A.weight": np.zeros((2, 8), np.float32)}, "expected the prefix"),
+        ({k.replace(".weight", ".default.weight"): v for k, v in GOOD.items()}, "still holding an adapter name"),
     ],
 )  # fmt: skip
 def test_bad_tensors_are_refused_by_key(tmp_path, tensors, message):
