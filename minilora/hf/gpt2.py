@@ -167,7 +167,7 @@ def hf_param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 
 def is_conv1d_weight(key: str) -> bool:
     """True for the weights Hugging Face stores (in, out): c_attn, c_proj and c_fc of every block."""
-    return key.endswith(".weight") and key[: -len(".weight")].endswith(CONV1D) and ".h." in f".{key}"
+    return key.startswith("transformer.h.") and key.endswith(tuple(f".{m}.weight" for m in CONV1D))
 
 
 def hf_to_minilora(tensors: dict[str, np.ndarray], config: GPTConfig, source: str = WEIGHTS_NAME) -> dict[str, Any]:
