@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("safetensors", reason="needs the hf extra: pip install 'minilora[hf]'")
@@ -84,3 +85,17 @@ def test_a_pickle_only_folder_is_refused_in_one_line(gpt2_folder, capsys):
     assert main(["generate", "--base", str(gpt2_folder)]) == 2
     err = capsys.readouterr().err
     assert "pytorch_model.bin" in err and "safetensors" in err and err.count("\n") == 1
+
+
+def test_save_pretrained_with_the_tokenizer_and_token_ids_round_trips(gpt2_folder, tmp_path):
+    cfg = json.loads((gpt2_folder / "config.json").read_text())
+    (gpt2_folder / "config.json").write_text(json.dumps({**cfg, "bos_token_id": 261, "eos_token_id": 261}))
+    model, tok = load_base(gpt2_folder)
+    save_pretrained(model, tmp_path / "copy", tokenizer=tok)
+    saved = json.loads((tmp_path / "copy" / "config.json").read_text())
+    assert saved["bos_token_id"] == saved["eos_token_id"] == 261 == tok.eos_token_id
+    model2, tok2 = load_base(tmp_path / "copy")  # tokenizer.json this time
+    assert tok2 == tok and (tmp_path / "copy" / "tokenizer.json").is_file()
+    with ml.no_grad():
+        np.testing.assert_array_equal(model2(tok.encode("hello the")[None])[0].numpy(),
+                                      model(tok.encode("hello the")[None])[0].numpy())  # fmt: skip
