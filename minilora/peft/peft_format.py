@@ -162,7 +162,7 @@ def to_peft_config(
     task_type: str,
     base_model_name_or_path: str | None,
 ) -> dict[str, Any]:
-    """adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (fields every PEFT >= 0.9 reads)."""
+    """adapter_config.json as PEFT's LoraConfig.save_pretrained writes it (fields every PEFT >= 0.10 reads)."""
     return {
         "alpha_pattern": {},
         "auto_mapping": None,
