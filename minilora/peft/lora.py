@@ -13,7 +13,9 @@ DoRA:   W' = m * V / ||V||_row  with  V = W0 + s B A,  ||V||_row the L2 norm of 
             h = base(x) + (m/||V|| - 1) * (W0 x) + (m/||V||) * s * B A x
         so W0 stays frozen and only m's elementwise gradient and the low-rank branch's are computed.
 
-Every gradient here flows through existing ops (F.linear, mul, add), each with a hand-written backward.
+LoRA on a float Linear runs as ONE fused op (LoraLinearFn below): the branch's (..., out) output and the
+sum are never separate graph tensors, so LoRA keeps no more activations alive than the plain layer plus x A^T.
+DoRA and LoRA on NF4 bases are composed from existing ops (linear, mul, add), each with a hand-written backward.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from typing import Any
 
 from minilora import backend
 from minilora import functional as F  # noqa: N812
-from minilora.autograd import no_grad
+from minilora.autograd import Function, no_grad
+from minilora.gradcheck import register
 from minilora.nn import Linear, Module, Parameter
+from minilora.ops.linear import check_same_dtype
 from minilora.peft.base_layer import PeftLayer
 from minilora.peft.config import LoraConfig
 from minilora.tensor import Tensor
@@ -40,6 +44,72 @@ def base_weight(layer: Module, dtype: Any = None) -> Any:
     if isinstance(layer, Linear):
         return layer.weight.data
     return layer.dequantize(dtype)
+
+
+class LoraLinearFn(Function):
+    """y = x W0^T + b + s (h A^T) B^T, with h = dropout(x) (or x itself), W0 (out, in), A (r, in), B (out, r).
+
+    With x2, h2 = x, h reshaped to (N, in), g2 = g_y reshaped to (N, out), ha = h2 A^T (N, r), gb = g2 B (N, r):
+    g_x = g2 W0,  g_h = s gb A,  g_W0 = g2^T x2 (never computed for a frozen W0),
+    g_A = s gb^T h2,  g_B = s g2^T ha,  g_b = sum_n g2[n].
+    """
+
+    def __init__(self, scaling: float, has_bias: bool) -> None:
+        self.s, self.has_bias = scaling, has_bias
+
+    def forward(self, x: Any, h: Any, w: Any, a: Any, b_lora: Any, *maybe_bias: Any) -> Any:
+        bias = maybe_bias[0] if maybe_bias else None
+        r, n_in = a.shape
+        if w.shape[1] != n_in or b_lora.shape != (w.shape[0], r) or x.shape[-1] != n_in or h.shape != x.shape:
+            raise ValueError(
+                f"lora_linear: shapes do not fit: x {tuple(x.shape)}, h {tuple(h.shape)}, W0 {tuple(w.shape)}, "
+                f"A {tuple(a.shape)}, B {tuple(b_lora.shape)} (W0 is (out, in), A (r, in), B (out, r))"
+            )
+        check_same_dtype("lora_linear", x=x, h=h, W0=w, A=a, B=b_lora, bias=bias)
+        g_x, g_h, g_w, g_a, g_b = self.needs_input_grad[:5]
+        self.x_shape = x.shape
+        x2, h2 = x.reshape(-1, n_in), h.reshape(-1, n_in)  # (N, in)
+        s = self.xp.asarray(self.s, dtype=x.dtype)
+        ha = h2 @ a.T  # (N, r)
+        y = x2 @ w.T  # (N, out)
+        y += (ha * s) @ b_lora.T
+        if bias is not None:
+            y += bias
+        self.save_for_backward(
+            x2 if g_w else None, h2 if g_a else None, ha if g_b else None, w if g_x else None,
+            a if (g_h or g_a) else None, b_lora if (g_h or g_a) else None,
+        )  # fmt: skip
+        return y.reshape(*x.shape[:-1], w.shape[0])
+
+    def backward(self, g_y: Any) -> tuple[Any, ...]:
+        x2, h2, ha, w, a, b_lora = self.saved
+        need = self.needs_input_grad
+        s = self.xp.asarray(self.s, dtype=g_y.dtype)
+        g2 = g_y.reshape(-1, g_y.shape[-1])  # (N, out)
+        gb = g2 @ b_lora if b_lora is not None else None  # (N, r)
+        g_x = (g2 @ w).reshape(self.x_shape) if need[0] else None  # (N, in)
+        g_h = ((gb * s) @ a).reshape(self.x_shape) if need[1] else None  # (N, in)
+        g_w = g2.T @ x2 if need[2] else None  # (out, in): skipped for a frozen W0
+        g_a = (gb * s).T @ h2 if need[3] else None  # (r, in)
+        g_blora = g2.T @ (ha * s) if need[4] else None  # (out, r)
+        grads = (g_x, g_h, g_w, g_a, g_blora)
+        if self.has_bias:
+            grads += (g2.sum(axis=0) if need[5] else None,)
+        return grads
+
+
+def lora_linear(x: Tensor, h: Tensor, weight: Tensor, lora_A: Tensor, lora_B: Tensor, scaling: float,
+                bias: Tensor | None = None) -> Tensor:
+    """y = x W0^T + b + scaling * (h A^T) B^T as one fused op (see LoraLinearFn); pass h = x without dropout."""
+    if bias is None:
+        return LoraLinearFn.apply(x, h, weight, lora_A, lora_B, scaling=scaling, has_bias=False)
+    return LoraLinearFn.apply(x, h, weight, lora_A, lora_B, bias, scaling=scaling, has_bias=True)
+
+
+register(LoraLinearFn, lambda x, h, w, a, b, bias: lora_linear(x, h, w, a, b, 1.5, bias),
+         (2, 3, 4), (2, 3, 4), (5, 4), (2, 4), (5, 2), (5,), name="LoraLinearFn")
+register(LoraLinearFn, lambda x, w, a, b: lora_linear(x, x, w, a, b, 0.5), (3, 4), (5, 4), (3, 4), (5, 3),
+         name="LoraLinearFn (h = x, no bias)")
 
 
 class LoraLinear(PeftLayer):
@@ -82,11 +152,14 @@ class LoraLinear(PeftLayer):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
-        y = self.base_layer(x)  # (..., out): W0 x + b, frozen
         if not self.has_active or self.merged:
-            return y
+            return self.base_layer(x)  # (..., out): W0 x + b
         cfg = self.settings[self.active_adapter]
         h = F.dropout(x, cfg["dropout"], self.training) if cfg["dropout"] > 0 else x
+        if not cfg["use_dora"] and not self.quantized:
+            base = self.base_layer
+            return lora_linear(x, h, base.weight, self.lora_A, self.lora_B, cfg["scaling"], base.bias)  # (..., out)
+        y = self.base_layer(x)  # (..., out): W0 x + b, frozen
         lora = F.linear(F.linear(h, self.lora_A), self.lora_B) * cfg["scaling"]  # (..., r) -> (..., out)
         if not cfg["use_dora"]:
             return y + lora

@@ -148,3 +148,23 @@ def test_qlora_lora_on_nf4_base(device, rng, dora):
     merged = peft.merge_and_unload()
     assert isinstance(merged.transformer.h[0].attn.c_attn, Linear)
     np.testing.assert_allclose(merged(x)[0].numpy(), adapted, rtol=1e-9, atol=1e-9)
+
+
+def test_fused_lora_op(device, rng):
+    """The fused op: forward against NumPy, float64 gradients of every input, nothing saved for a frozen W0."""
+    from minilora.gradcheck import check_grad
+    from minilora.peft.lora import lora_linear
+
+    x, h = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    w, a, b, bias = (rng.standard_normal(s) for s in [(5, 4), (2, 4), (5, 2), (5,)])
+    ts = [ml.tensor(v, device=device, requires_grad=True) for v in (x, h, w, a, b, bias)]
+    y = lora_linear(*ts[:5], 0.7, ts[5])
+    np.testing.assert_allclose(y.numpy(), x @ w.T + bias + 0.7 * (h @ a.T) @ b.T, rtol=1e-12)
+    check_grad(lambda *t: lora_linear(*t[:5], 0.7, t[5]), ts)
+    frozen = ml.tensor(w, device=device)
+    y = lora_linear(ts[0], ts[1], frozen, ts[3], ts[4], 0.7)
+    assert y._ctx.saved[0] is None  # x is not kept for W0's gradient, which is never computed
+    y.backward(ml.tensor(np.ones(y.shape), device=device))
+    assert frozen.grad is None and ts[3].grad is not None
+    with pytest.raises(ValueError, match=r"lora_linear: shapes do not fit.*A \(2, 4\), B \(5, 3\)"):
+        lora_linear(ts[0], ts[1], ts[2], ts[3], ml.tensor(np.ones((5, 3)), device=device), 1.0)
