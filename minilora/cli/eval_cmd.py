@@ -26,22 +26,19 @@ def add_parser(sub: Any, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from minilora.cli import CLIError  # noqa: PLC0415
     from minilora.data import get_corpus, load_text_corpus, train_val_split  # noqa: PLC0415
-    from minilora.train import LMTask  # noqa: PLC0415
+    from minilora.train.tasks import evaluate_lm  # noqa: PLC0415
 
     check_device(args.device)
     _, model, tokenizer = load_model(args.checkpoint, args.device)
     try:
         corpus = (load_text_corpus(args.text_file) if args.text_file
                   else get_corpus(args.corpus, n=args.corpus_size, seed=args.corpus_seed))
-        train, val = train_val_split(tokenizer.encode(corpus.text), args.val_fraction)
+        _, val = train_val_split(tokenizer.encode(corpus.text), args.val_fraction)
         block = model.config.block_size
-        task = LMTask(train[: block + 2] if len(train) >= block + 2 else val, val, block, args.batch_size,
-                      device=args.device, eval_batches=args.max_batches)
+        model.eval()
+        report = evaluate_lm(model, val, block, args.batch_size, args.max_batches, args.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    model.eval()
-    report = task.evaluate(model)
-    n_windows = min((len(val) - 1) // block, args.max_batches * args.batch_size)
     print(f"{corpus.name}: validation loss {report['val_loss']:.4f}, perplexity {report['val_ppl']:.3f} "
-          f"({n_windows} windows of {block} characters)")
+          f"({report['windows']} windows of {block} characters)")
     return 0

@@ -22,7 +22,7 @@ MODEL_DEFAULTS: dict[str, Any] = {"n_layer": 2, "n_head": 4, "n_embd": 64, "bloc
 DATA_DEFAULTS: dict[str, Any] = {"corpus": "english", "text_file": None, "corpus_size": None, "corpus_seed": 0,
                                  "val_fraction": 0.1}
 TRAIN_OVERRIDES: dict[str, Any] = {"out_dir": os.path.join("runs", "pretrain"), "max_steps": 600, "batch_size": 16,
-                                   "lr": 3e-3, "warmup_steps": 30, "eval_interval": 100}
+                                   "lr": 6e-3, "warmup_steps": 30, "eval_interval": 100}
 
 HELP = {
     "n_layer": "transformer blocks", "n_head": "attention heads", "n_embd": "embedding width",

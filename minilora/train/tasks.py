@@ -26,6 +26,21 @@ from minilora.data.batches import BatchSampler, ExampleSampler, eval_windows, pa
 from minilora.data.tokenizer import CharTokenizer
 
 
+def evaluate_lm(
+    model: Any, tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None, device: str = "cpu"
+) -> dict[str, float]:
+    """Mean next-token loss (and perplexity) over consecutive windows of ``tokens``; no graph, one host sync."""
+    total, count = None, 0
+    with no_grad():
+        for x, y in eval_windows(tokens, batch_size, block_size, max_batches, device):
+            _, loss = model(x, y)
+            part = loss.data * x.shape[0]
+            total = part if total is None else total + part
+            count += x.shape[0]
+    val_loss = float(backend.to_host(total)) / count  # host (one sync per evaluation)
+    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)), "windows": count}
+
+
 class LMTask:
     """Language modelling on token arrays: random training windows, fixed validation windows."""
 
@@ -59,17 +74,9 @@ class LMTask:
 
     def evaluate(self, model: Any, max_batches: int | None = None) -> dict[str, float]:
         """Mean validation loss over the first ``eval_batches`` consecutive windows (the same ones every time)."""
-        total, count = None, 0
-        with no_grad():
-            for x, y in eval_windows(
-                self.val_tokens, self.batch_size, self.block_size, max_batches or self.eval_batches, self.device
-            ):
-                _, loss = model(x, y)
-                part = loss.data * x.shape[0]
-                total = part if total is None else total + part
-                count += x.shape[0]
-        val_loss = float(backend.to_host(total)) / count  # host (one sync per evaluation)
-        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
+        return evaluate_lm(
+            model, self.val_tokens, self.block_size, self.batch_size, max_batches or self.eval_batches, self.device
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
