@@ -19,6 +19,9 @@ COMMANDS = {
     "generate": "minilora.cli.generate_cmd",
     "eval": "minilora.cli.eval_cmd",
     "finetune": "minilora.cli.finetune_cmd",
+    "demo": "minilora.cli.demo_cmd",
+    "params": "minilora.cli.params_cmd",
+    "analyze": "minilora.cli.analyze_cmd",
 }
 
 

@@ -1,0 +1,149 @@
+"""``minilora analyze``: the low-rank analysis of the demo's full fine-tuning and LoRA runs.
+
+Reads what ``minilora demo`` wrote: ``base.npz`` (W_0), ``adapters/full/`` (every fine-tuned
+weight) and ``adapters/lora/`` (A, B and the scale s, for LoRA's update s B A), and writes
+``analysis.md``, ``analysis.json`` and ``spectra.png`` next to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minilora.analysis.lowrank import KS, MatrixReport, analyze_updates, mean_share, verdict
+
+PLOT_HINT = "pip install 'minilora[plot]'"
+
+
+class MissingRunError(FileNotFoundError):
+    """The folder lacks the demo's outputs (base.npz, adapters/full)."""
+
+
+def has_demo_outputs(run_dir: str) -> bool:
+    return all(os.path.exists(os.path.join(run_dir, p)) for p in ("base.npz", os.path.join("adapters", "full")))
+
+
+def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """(W_0 by name, fine-tuned weights by name, LoRA's s B A by weight name or None) from a demo folder."""
+    from minilora.peft import PeftConfig  # noqa: PLC0415
+    from minilora.peft.io import read_adapter  # noqa: PLC0415
+    from minilora.train import load_checkpoint  # noqa: PLC0415
+
+    if not has_demo_outputs(run_dir):
+        raise MissingRunError(2, "no demo outputs (base.npz and adapters/full/); run 'minilora demo' first", run_dir)
+    ckpt = load_checkpoint(os.path.join(run_dir, "base.npz"))
+    base = dict(ckpt.weights)
+    _, full = read_adapter(os.path.join(run_dir, "adapters", "full"))
+    lora_dir = os.path.join(run_dir, "adapters", "lora")
+    lora = None
+    if os.path.isdir(lora_dir):
+        meta, arrays = read_adapter(lora_dir)
+        scaling = PeftConfig.from_dict(meta["config"]).scaling
+        lora = {}
+        for key, a in arrays.items():
+            if key.endswith(".lora_A"):
+                path = key[: -len(".lora_A")]
+                lora[f"{path}.weight"] = scaling * (arrays[f"{path}.lora_B"] @ a)  # (out, r) @ (r, in)
+    return base, full, lora
+
+
+@dataclasses.dataclass
+class Analysis:
+    reports: list[MatrixReport]
+    summary: str
+    files: dict[str, str]
+
+
+def is_block_linear(name: str) -> bool:
+    """The Linear weights inside the transformer blocks (what LoRA adapts), not the embeddings."""
+    return ".h." in f".{name}" and name.endswith(".weight") and ("attn." in name or "mlp." in name)
+
+
+def run_analysis(run_dir: str, out_dir: str | None = None, ks: Sequence[int] = KS, log: Any = print) -> Analysis:
+    """Analyse a demo folder; write analysis.md, analysis.json and spectra.png into ``out_dir`` (default: it)."""
+    out_dir = out_dir or run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    base, full, lora = load_updates(run_dir)
+    reports = analyze_updates(base, full, lora, ks)
+    blocks = [r for r in reports if is_block_linear(r.name)]
+    k_word = 8 if 8 in ks else max(ks)
+    summary = verdict(blocks or reports, k_word)
+    lines = table(reports, ks)
+    files = {name: os.path.join(out_dir, name) for name in ("analysis.md", "analysis.json", "spectra.png")}
+    text = ["Low-rank analysis of the full fine-tuning update Delta W = W_finetuned - W_0 "
+            f"(from {run_dir}); share of ||Delta W||_F^2 in the top k singular values (random Gaussian matrix "
+            "of the same shape in brackets)" + ("; phi_k: LoRA's subspace inside the top k" if lora else "") + ".",
+            "", *lines, "", "In plain words: " + summary]
+    with open(files["analysis.md"], "w", encoding="utf-8") as f:
+        f.write("\n".join(text) + "\n")
+    with open(files["analysis.json"], "w", encoding="utf-8") as f:
+        json.dump({"summary": summary, "ks": list(ks), "mean_share_blocks": {k: mean_share(blocks, k) for k in ks},
+                   "matrices": [dataclasses.asdict(r) for r in reports]}, f, indent=1)
+    if not plot_spectra(files["spectra.png"], reports):
+        files.pop("spectra.png")
+    for line in text:
+        log(line)
+    log(f"\nwrote {', '.join(files.values())}")
+    if "spectra.png" not in files:
+        log(f"no spectra picture: matplotlib is not installed ({PLOT_HINT})")
+    return Analysis(reports, summary, files)
+
+
+def table(reports: Sequence[MatrixReport], ks: Sequence[int]) -> list[str]:
+    """A Markdown table: one row per matrix."""
+    has_lora = any(r.overlap for r in reports)
+    head = ["matrix", "shape", "||dW||/||W0||", "rank for 90%"] + [f"top {k}" for k in ks]
+    if has_lora:
+        head += [f"phi_{k}" for k in ks if k <= 8]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in reports:
+        cells = [r.name, f"{r.shape[0]}x{r.shape[1]}", f"{r.relative_change:.3f}", str(r.rank90)]
+        cells += [f"{100 * r.shares[k]:.0f}% ({100 * r.random_shares[k]:.0f}%)" for k in ks]
+        if has_lora:
+            cells += ([f"{100 * r.overlap[k]:.0f}% ({100 * r.random_overlap[k]:.0f}%)" for k in ks if k <= 8]
+                      if r.overlap else ["" for k in ks if k <= 8])
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def plot_spectra(path: str, reports: Sequence[MatrixReport]) -> bool:
+    """Normalised singular values and cumulative energy of every update, against a random matrix's; PNG."""
+    try:
+        import matplotlib  # noqa: PLC0415  (optional extra "plot")
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(12, 4.5))
+    kinds: dict[str, Any] = {}
+    for r in reports:
+        kind = r.name.split(".h.")[-1].split(".", 1)[-1] if ".h." in r.name else r.name
+        s = np.asarray(r.singular_values)  # host: a list of floats
+        if not len(s) or s[0] == 0:
+            continue
+        label = None if kind in kinds else kind  # one legend entry per kind of matrix
+        color = kinds.setdefault(kind, f"C{len(kinds) % 10}")
+        ax_s.semilogy(np.arange(1, len(s) + 1), s / s[0], color=color, lw=1, alpha=0.8, label=label)
+        ax_e.plot(np.arange(1, len(s) + 1), np.cumsum(s**2) / (s**2).sum(), color=color, lw=1, alpha=0.8)
+    if reports:  # the no-structure baseline for the largest shape
+        shape = max((r.shape for r in reports), key=lambda sh: sh[0] * sh[1])
+        g = np.linalg.svd(np.random.default_rng(0).standard_normal(shape), compute_uv=False)  # host
+        ax_s.semilogy(np.arange(1, len(g) + 1), g / g[0], "k--", lw=1.2, label=f"random {shape[0]}x{shape[1]}")
+        ax_e.plot(np.arange(1, len(g) + 1), np.cumsum(g**2) / (g**2).sum(), "k--", lw=1.2)
+    ax_s.set(title="singular values of Delta W (divided by the largest)", xlabel="index i", ylabel="sigma_i / sigma_1",
+             xscale="log")
+    ax_e.set(title="share of ||Delta W||_F^2 in the top k directions", xlabel="k", ylabel="energy share",
+             xscale="log", ylim=(0, 1.02))
+    for ax in (ax_s, ax_e):
+        ax.grid(alpha=0.3)
+    ax_s.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
