@@ -10,7 +10,7 @@ import pytest
 import minilora as ml
 from minilora import backend
 from minilora.gradcheck import check_grad
-from minilora.nn import GELU, MLP, Block, Dropout, Embedding, GPTConfig, LayerNorm, Linear, RMSNorm
+from minilora.nn import GELU, MLP, Block, Dropout, Embedding, GPTConfig, LayerNorm, Linear, RMSNorm, skip_init
 from minilora.nn.gradcheck import check_module_grad
 
 
@@ -122,3 +122,13 @@ def test_init_is_reproducible_and_identical_on_every_device(device):
 def test_repr():
     assert repr(Linear(2, 3, bias=False)) == "Linear(in_features=2, out_features=3, bias=False)"
     assert repr(LayerNorm(4)) == "LayerNorm(4, eps=1e-05, bias=True)"
+
+
+def test_skip_init_draws_nothing():
+    ml.manual_seed(0)
+    with skip_init():
+        layer = Linear(3, 2)
+    assert not layer.weight.numpy().any() and not layer.bias.numpy().any()
+    drawn_after_skip = Linear(3, 2).weight.numpy()
+    ml.manual_seed(0)
+    np.testing.assert_array_equal(Linear(3, 2).weight.numpy(), drawn_after_skip)  # the generator was not advanced
