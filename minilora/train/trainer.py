@@ -127,7 +127,7 @@ class Trainer:
         xp = backend.get_array_module(loss_sum)
         pair = xp.stack([(loss_sum / k).astype(xp.float64), norm.data.astype(xp.float64)])
         loss_value, norm_value = (float(v) for v in backend.to_host(pair))  # host: the one sync per step
-        check_finite(self.step, loss_value, norm_value, self._trainable)  # before clipping spreads a NaN
+        check_finite(self.step + 1, loss_value, norm_value, self._trainable)  # 1-based, as in the log; before clipping
         if cfg.grad_clip > 0:
             scale_grads(params, cfg.grad_clip, norm)
         lr_factor = self.schedule(self.step)

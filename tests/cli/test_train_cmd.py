@@ -88,3 +88,16 @@ def test_device_cuda_without_gpu(monkeypatch, capsys):
     line = _one_line_error(capsys, _run(["pretrain", "--device", "cuda"]))
     assert line.startswith("minilora: error: --device cuda:")
     assert _one_line_error(capsys, _run(["generate", "--checkpoint", "x.npz", "--device", "cuda"]))
+
+
+def test_classifier_checkpoint_refused_by_generate(tmp_path, capsys):
+    import minilora
+    from minilora import nn
+    from minilora.data import CharTokenizer
+    from minilora.train import save_checkpoint
+
+    minilora.manual_seed(0)
+    cfg = nn.GPTConfig(vocab_size=96, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    save_checkpoint(tmp_path / "clf.npz", nn.GPTForSequenceClassification(cfg, 2), tokenizer=CharTokenizer.default())
+    line = _one_line_error(capsys, _run(["generate", "--checkpoint", str(tmp_path / "clf.npz")]))
+    assert "GPTForSequenceClassification" in line

@@ -67,7 +67,7 @@ def test_non_finite_gradient_stops_with_step_and_parameter(tiny_gpt, english_tok
 
     trainer = Trainer(model, lm_task(english_tokens), quick_config(max_steps=3, eval_at_start=False), loss_fn=poisoned)
     before = {n: p.numpy() for n, p in model.named_parameters()}
-    with pytest.raises(NonFiniteError, match=r"step 0: non-finite gradient .*transformer\.h\.0\.mlp\.c_fc\.bias"):
+    with pytest.raises(NonFiniteError, match=r"step 1: non-finite gradient .*transformer\.h\.0\.mlp\.c_fc\.bias"):
         trainer.fit()
     for n, p in model.named_parameters():
         np.testing.assert_array_equal(p.numpy(), before[n])  # nothing written
@@ -83,7 +83,7 @@ def test_non_finite_loss_names_the_step(tiny_gpt, english_tokens, lm_task, quick
         return loss * (float("inf") if len(calls) == 3 else 1.0)
 
     trainer = Trainer(tiny_gpt(0), lm_task(english_tokens), quick_config(eval_at_start=False), loss_fn=exploding)
-    with pytest.raises(NonFiniteError, match="step 2: the loss is inf"):
+    with pytest.raises(NonFiniteError, match="step 3: the loss is inf"):
         trainer.fit()
 
 
