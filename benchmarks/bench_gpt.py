@@ -20,6 +20,10 @@ with trivial sizes (n_embd = n_head = 4, batch 1, T 4, vocab 65) takes almost
 no arithmetic, so its step time is what Python, the autograd engine and NumPy's
 per-call dispatch cost; overhead share = that time / the baby step time.
 ``--profile`` prints cProfile's hot spots of the baby step (by own time).
+
+Run it on a quiet machine: BLAS threads that share cores with another busy
+process stall each other, and every figure collapses. ``OPENBLAS_NUM_THREADS=1``
+gives steadier ratios on a busy machine (raw and model then use one core alike).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import platform
 import pstats
 from collections.abc import Callable
@@ -131,6 +136,7 @@ def main() -> None:
 
     raw = raw_matmul_flops(args.device, args.repeats, sync)
     results = {"device": args.device, "machine": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                "numpy": np.__version__, "raw_matmul_gflops": raw / 1e9, "shapes": {}}
     for name in ("baby", "medium", "trivial"):
         shape = SHAPES[name]
@@ -149,7 +155,8 @@ def main() -> None:
     shapes = results["shapes"]
     results["baby_overhead_share"] = shapes["trivial"]["ms_per_step"] / shapes["baby"]["ms_per_step"]
 
-    print(f"raw {args.device} float32 matmul: {raw / 1e9:.1f} GFLOP/s")
+    print(f"raw {args.device} float32 matmul: {raw / 1e9:.1f} GFLOP/s ({os.cpu_count()} CPUs, "
+          f"OPENBLAS_NUM_THREADS={results['blas_threads']})")
     print(f"{'shape':<8} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/step':>11} {'MFU vs raw':>11} "
           f"{'raw GEMMs, model shapes':>24} {'MFU vs those':>13}")
     for name, r in shapes.items():
