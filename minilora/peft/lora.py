@@ -13,9 +13,9 @@ DoRA:   W' = m * V / ||V||_row  with  V = W0 + s B A,  ||V||_row the L2 norm of 
             h = base(x) + (m/||V|| - 1) * (W0 x) + (m/||V||) * s * B A x
         so W0 stays frozen and only m's elementwise gradient and the low-rank branch's are computed.
 
-LoRA on a float Linear runs as ONE fused op (LoraLinearFn below): the branch's (..., out) output and the
-sum are never separate graph tensors, so LoRA keeps no more activations alive than the plain layer plus x A^T.
-DoRA and LoRA on NF4 bases are composed from existing ops (linear, mul, add), each with a hand-written backward.
+LoRA (on a float or an NF4 base) runs as ONE fused op (LoraLinearFn below): the branch's (..., out) output
+and the sum are never separate graph tensors, so LoRA keeps no more activations alive than the plain layer
+plus h A^T. DoRA is composed from existing ops (linear, mul, add), each with a hand-written backward.
 """
 
 from __future__ import annotations
@@ -47,18 +47,26 @@ def base_weight(layer: Module, dtype: Any = None) -> Any:
 
 
 class LoraLinearFn(Function):
-    """y = x W0^T + b + s (h A^T) B^T, with h = dropout(x) (or x itself), W0 (out, in), A (r, in), B (out, r).
+    """y = x W0^T + b + s (h A^T) B^T, with h = dropout(x) (or x itself), A (r, in), B (out, r).
 
-    With x2, h2 = x, h reshaped to (N, in), g2 = g_y reshaped to (N, out), ha = h2 A^T (N, r), gb = g2 B (N, r):
-    g_x = g2 W0,  g_h = s gb A,  g_W0 = g2^T x2 (never computed for a frozen W0),
-    g_A = s gb^T h2,  g_B = s g2^T ha,  g_b = sum_n g2[n].
+    W0 (out, in) is the frozen base weight, a constant of the op rather than an input: a float array, or an
+    NF4 weight dequantised on the fly in forward and again in backward (QLoRA: nothing of size (out, in) is
+    saved). With x2, h2 = x, h reshaped to (N, in), g2 = g_y reshaped to (N, out), ha = h2 A^T (N, r) and
+    gb = g2 B (N, r):
+    g_x = g2 W0,  g_h = s gb A,  g_A = s gb^T h2,  g_B = s g2^T ha,  g_b = sum_n g2[n];  W0 gets no gradient.
     """
 
-    def __init__(self, scaling: float, has_bias: bool) -> None:
+    def __init__(self, weight: Any, scaling: float, has_bias: bool) -> None:
+        self.weight = weight  # an (out, in) array, or an object with .dequantize(dtype) (an NF4Tensor)
         self.s, self.has_bias = scaling, has_bias
 
-    def forward(self, x: Any, h: Any, w: Any, a: Any, b_lora: Any, *maybe_bias: Any) -> Any:
+    def _w0(self, dtype: Any) -> Any:
+        w = self.weight
+        return w.dequantize(dtype) if hasattr(w, "dequantize") else w
+
+    def forward(self, x: Any, h: Any, a: Any, b_lora: Any, *maybe_bias: Any) -> Any:
         bias = maybe_bias[0] if maybe_bias else None
+        w = self._w0(x.dtype)
         r, n_in = a.shape
         if w.shape[1] != n_in or b_lora.shape != (w.shape[0], r) or x.shape[-1] != n_in or h.shape != x.shape:
             raise ValueError(
@@ -66,49 +74,57 @@ class LoraLinearFn(Function):
                 f"A {tuple(a.shape)}, B {tuple(b_lora.shape)} (W0 is (out, in), A (r, in), B (out, r))"
             )
         check_same_dtype("lora_linear", x=x, h=h, W0=w, A=a, B=b_lora, bias=bias)
-        g_x, g_h, g_w, g_a, g_b = self.needs_input_grad[:5]
+        g_x, g_h, g_a, g_b = self.needs_input_grad[:4]
         self.x_shape = x.shape
         x2, h2 = x.reshape(-1, n_in), h.reshape(-1, n_in)  # (N, in)
         s = self.xp.asarray(self.s, dtype=x.dtype)
         ha = h2 @ a.T  # (N, r)
-        y = x2 @ w.T  # (N, out)
+        y = x2 @ w.T  # (N, out); for NF4 the temporary W dies here
         y += (ha * s) @ b_lora.T
         if bias is not None:
             y += bias
         self.save_for_backward(
-            x2 if g_w else None, h2 if g_a else None, ha if g_b else None, w if g_x else None,
-            a if (g_h or g_a) else None, b_lora if (g_h or g_a) else None,
+            h2 if g_a else None, ha if g_b else None, a if (g_h or g_a) else None, b_lora if (g_h or g_a) else None,
         )  # fmt: skip
         return y.reshape(*x.shape[:-1], w.shape[0])
 
     def backward(self, g_y: Any) -> tuple[Any, ...]:
-        x2, h2, ha, w, a, b_lora = self.saved
+        h2, ha, a, b_lora = self.saved
         need = self.needs_input_grad
         s = self.xp.asarray(self.s, dtype=g_y.dtype)
         g2 = g_y.reshape(-1, g_y.shape[-1])  # (N, out)
         gb = g2 @ b_lora if b_lora is not None else None  # (N, r)
-        g_x = (g2 @ w).reshape(self.x_shape) if need[0] else None  # (N, in)
+        g_x = (g2 @ self._w0(g_y.dtype)).reshape(self.x_shape) if need[0] else None  # (N, in)
         g_h = ((gb * s) @ a).reshape(self.x_shape) if need[1] else None  # (N, in)
-        g_w = g2.T @ x2 if need[2] else None  # (out, in): skipped for a frozen W0
-        g_a = (gb * s).T @ h2 if need[3] else None  # (r, in)
-        g_blora = g2.T @ (ha * s) if need[4] else None  # (out, r)
-        grads = (g_x, g_h, g_w, g_a, g_blora)
+        g_a = (gb * s).T @ h2 if need[2] else None  # (r, in)
+        g_blora = g2.T @ (ha * s) if need[3] else None  # (out, r)
+        grads = (g_x, g_h, g_a, g_blora)
         if self.has_bias:
-            grads += (g2.sum(axis=0) if need[5] else None,)
+            grads += (g2.sum(axis=0) if need[4] else None,)
         return grads
 
 
-def lora_linear(x: Tensor, h: Tensor, weight: Tensor, lora_A: Tensor, lora_B: Tensor, scaling: float,
+def lora_linear(x: Tensor, h: Tensor, weight: Any, lora_A: Tensor, lora_B: Tensor, scaling: float,
                 bias: Tensor | None = None) -> Tensor:
-    """y = x W0^T + b + scaling * (h A^T) B^T as one fused op (see LoraLinearFn); pass h = x without dropout."""
+    """y = x W0^T + b + scaling * (h A^T) B^T as one fused op (see LoraLinearFn); pass h = x without dropout.
+
+    ``weight`` is the frozen W0: an array (or a Tensor, whose data is used: it receives no gradient) or an
+    NF4 weight (anything with ``dequantize(dtype)``)."""
+    w = weight.data if isinstance(weight, Tensor) else weight
     if bias is None:
-        return LoraLinearFn.apply(x, h, weight, lora_A, lora_B, scaling=scaling, has_bias=False)
-    return LoraLinearFn.apply(x, h, weight, lora_A, lora_B, bias, scaling=scaling, has_bias=True)
+        return LoraLinearFn.apply(x, h, lora_A, lora_B, weight=w, scaling=scaling, has_bias=False)
+    return LoraLinearFn.apply(x, h, lora_A, lora_B, bias, weight=w, scaling=scaling, has_bias=True)
 
 
-register(LoraLinearFn, lambda x, h, w, a, b, bias: lora_linear(x, h, w, a, b, 1.5, bias),
-         (2, 3, 4), (2, 3, 4), (5, 4), (2, 4), (5, 2), (5,), name="LoraLinearFn")
-register(LoraLinearFn, lambda x, w, a, b: lora_linear(x, x, w, a, b, 0.5), (3, 4), (5, 4), (3, 4), (5, 3),
+def _case_weight(x: Tensor, out_f: int) -> Any:
+    """A fixed (out_f, in) weight on x's device and in its dtype (the frozen constant of the case)."""
+    xp = x.xp
+    return xp.cos(xp.arange(out_f * x.shape[-1], dtype=x.dtype) * 0.7 + 0.2).reshape(out_f, x.shape[-1])
+
+
+register(LoraLinearFn, lambda x, h, a, b, bias: lora_linear(x, h, _case_weight(x, 5), a, b, 1.5, bias),
+         (2, 3, 4), (2, 3, 4), (2, 4), (5, 2), (5,), name="LoraLinearFn")
+register(LoraLinearFn, lambda x, a, b: lora_linear(x, x, _case_weight(x, 5), a, b, 0.5), (3, 4), (3, 4), (5, 3),
          name="LoraLinearFn (h = x, no bias)")
 
 
@@ -156,9 +172,10 @@ class LoraLinear(PeftLayer):
             return self.base_layer(x)  # (..., out): W0 x + b
         cfg = self.settings[self.active_adapter]
         h = F.dropout(x, cfg["dropout"], self.training) if cfg["dropout"] > 0 else x
-        if not cfg["use_dora"] and not self.quantized:
-            base = self.base_layer
-            return lora_linear(x, h, base.weight, self.lora_A, self.lora_B, cfg["scaling"], base.bias)  # (..., out)
+        base = self.base_layer
+        if not cfg["use_dora"] and (self.quantized or not base.weight.requires_grad):
+            w0 = base.quantized_weight() if self.quantized else base.weight.data  # frozen: a constant of the op
+            return lora_linear(x, h, w0, self.lora_A, self.lora_B, cfg["scaling"], base.bias)  # (..., out)
         y = self.base_layer(x)  # (..., out): W0 x + b, frozen
         lora = F.linear(F.linear(h, self.lora_A), self.lora_B) * cfg["scaling"]  # (..., r) -> (..., out)
         if not cfg["use_dora"]:

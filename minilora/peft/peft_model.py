@@ -299,8 +299,9 @@ class PeftModel(Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The base model's forward, plus the active prefix/prompt adapter's keyword arguments."""
-        if args:
-            kwargs = {**self._virtual_kwargs(args[0]), **kwargs}
+        idx = args[0] if args else kwargs.get("idx")
+        if idx is not None:
+            kwargs = {**self._virtual_kwargs(idx), **kwargs}
         return self.base_model(*args, **kwargs)
 
     def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:

@@ -151,20 +151,24 @@ def test_qlora_lora_on_nf4_base(device, rng, dora):
 
 
 def test_fused_lora_op(device, rng):
-    """The fused op: forward against NumPy, float64 gradients of every input, nothing saved for a frozen W0."""
+    """The fused op: forward against NumPy, float64 gradients of every input; W0 is a constant (no gradient)."""
     from minilora.gradcheck import check_grad
     from minilora.peft.lora import lora_linear
+    from minilora.peft.nf4 import quantize_nf4
 
     x, h = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
     w, a, b, bias = (rng.standard_normal(s) for s in [(5, 4), (2, 4), (5, 2), (5,)])
-    ts = [ml.tensor(v, device=device, requires_grad=True) for v in (x, h, w, a, b, bias)]
-    y = lora_linear(*ts[:5], 0.7, ts[5])
+    ts = [ml.tensor(v, device=device, requires_grad=True) for v in (x, h, a, b, bias)]
+    w0 = ml.tensor(w, device=device)
+    y = lora_linear(ts[0], ts[1], w0, ts[2], ts[3], 0.7, ts[4])
     np.testing.assert_allclose(y.numpy(), x @ w.T + bias + 0.7 * (h @ a.T) @ b.T, rtol=1e-12)
-    check_grad(lambda *t: lora_linear(*t[:5], 0.7, t[5]), ts)
-    frozen = ml.tensor(w, device=device)
-    y = lora_linear(ts[0], ts[1], frozen, ts[3], ts[4], 0.7)
-    assert y._ctx.saved[0] is None  # x is not kept for W0's gradient, which is never computed
+    check_grad(lambda *t: lora_linear(t[0], t[1], w0, t[2], t[3], 0.7, t[4]), ts)
     y.backward(ml.tensor(np.ones(y.shape), device=device))
-    assert frozen.grad is None and ts[3].grad is not None
+    assert w0.grad is None
+    q = quantize_nf4(w0.data, block_size=4)  # an NF4 base: dequantised on the fly
+    y = lora_linear(ts[0], ts[0], q, ts[2], ts[3], 0.7)
+    wq = backend.to_host(q.dequantize(np.float64))
+    np.testing.assert_allclose(y.numpy(), x @ wq.T + 0.7 * (x @ a.T) @ b.T, rtol=1e-12)
+    check_grad(lambda *t: lora_linear(t[0], t[0], q, t[1], t[2], 0.7), [ts[0], ts[2], ts[3]])
     with pytest.raises(ValueError, match=r"lora_linear: shapes do not fit.*A \(2, 4\), B \(5, 3\)"):
-        lora_linear(ts[0], ts[1], ts[2], ts[3], ml.tensor(np.ones((5, 3)), device=device), 1.0)
+        lora_linear(ts[0], ts[1], w0, ts[2], ml.tensor(np.ones((5, 3)), device=device), 1.0)
