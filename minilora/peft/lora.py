@@ -15,7 +15,8 @@ DoRA:   W' = m * V / ||V||_row  with  V = W0 + s B A,  ||V||_row the L2 norm of 
 
 LoRA (on a float or an NF4 base) runs as ONE fused op (LoraLinearFn below): the branch's (..., out) output
 and the sum are never separate graph tensors, so LoRA keeps no more activations alive than the plain layer
-plus h A^T. DoRA is composed from existing ops (linear, mul, add), each with a hand-written backward.
+plus h A^T; DoRA likewise (DoraLinearFn). Only a base weight that was unfrozen by hand takes the composed path
+(existing ops: linear, mul, add, each with a hand-written backward).
 """
 
 from __future__ import annotations
@@ -128,6 +129,82 @@ register(LoraLinearFn, lambda x, a, b: lora_linear(x, x, _case_weight(x, 5), a, 
          name="LoraLinearFn (h = x, no bias)")
 
 
+class DoraLinearFn(Function):
+    """y = nu * (x W0^T + s (h A^T) B^T) + b with nu = m / n, n = ||W0 + s B A||_row a constant (out,).
+
+    W0 and n are constants of the op (the paper detaches the norm); inputs x, h, A, B, m and b. With z the
+    bracket (N, out), g2 = g_y (N, out), g_z = g2 * nu, ha = h2 A^T (N, r), gb = g_z B (N, r):
+    g_m = sum_n g2[n] * z[n] / n,  g_x = g_z W0,  g_h = s gb A,  g_A = s gb^T h2,  g_B = s g_z^T ha,
+    g_b = sum_n g2[n].
+    """
+
+    def __init__(self, weight: Any, norm: Any, scaling: float, has_bias: bool) -> None:
+        self.weight, self.norm, self.s, self.has_bias = weight, norm, scaling, has_bias
+
+    def _w0(self, dtype: Any) -> Any:
+        w = self.weight
+        return w.dequantize(dtype) if hasattr(w, "dequantize") else w
+
+    def forward(self, x: Any, h: Any, a: Any, b_lora: Any, m: Any, *maybe_bias: Any) -> Any:
+        bias = maybe_bias[0] if maybe_bias else None
+        w = self._w0(x.dtype)
+        if m.shape != (w.shape[0],) or self.norm.shape != m.shape:
+            raise ValueError(f"dora_linear: magnitude {tuple(m.shape)} and norm {tuple(self.norm.shape)} must be "
+                             f"(out_features,) = ({w.shape[0]},)")
+        check_same_dtype("dora_linear", x=x, h=h, A=a, B=b_lora, m=m, norm=self.norm, bias=bias)
+        self.x_shape, n_in = x.shape, a.shape[1]
+        x2, h2 = x.reshape(-1, n_in), h.reshape(-1, n_in)  # (N, in)
+        s = self.xp.asarray(self.s, dtype=x.dtype)
+        ha = h2 @ a.T  # (N, r)
+        z = x2 @ w.T  # (N, out)
+        z += (ha * s) @ b_lora.T
+        nu = m / self.norm  # (out,): exactly 1 at initialisation
+        y = z * nu
+        if bias is not None:
+            y += bias
+        g_x, g_h, g_a, g_b, g_m = self.needs_input_grad[:5]
+        self.save_for_backward(h2 if g_a else None, ha if g_b else None, a, b_lora, nu, z if g_m else None)
+        return y.reshape(*x.shape[:-1], w.shape[0])
+
+    def backward(self, g_y: Any) -> tuple[Any, ...]:
+        h2, ha, a, b_lora, nu, z = self.saved
+        need = self.needs_input_grad
+        s = self.xp.asarray(self.s, dtype=g_y.dtype)
+        g2 = g_y.reshape(-1, g_y.shape[-1])  # (N, out)
+        g_m = (g2 * z).sum(axis=0) / self.norm if need[4] else None  # (out,)
+        g_z = g2 * nu  # (N, out)
+        gb = g_z @ b_lora  # (N, r)
+        g_x = (g_z @ self._w0(g_y.dtype)).reshape(self.x_shape) if need[0] else None
+        g_h = ((gb * s) @ a).reshape(self.x_shape) if need[1] else None
+        g_a = (gb * s).T @ h2 if need[2] else None  # (r, in)
+        g_blora = g_z.T @ (ha * s) if need[3] else None  # (out, r)
+        grads = (g_x, g_h, g_a, g_blora, g_m)
+        if self.has_bias:
+            grads += (g2.sum(axis=0) if need[5] else None,)
+        return grads
+
+
+def dora_linear(x: Tensor, h: Tensor, weight: Any, norm: Any, lora_A: Tensor, lora_B: Tensor, magnitude: Tensor,
+                scaling: float, bias: Tensor | None = None) -> Tensor:
+    """DoRA's layer as one fused op (see DoraLinearFn); ``weight`` (W0) and ``norm`` are frozen constants."""
+    w = weight.data if isinstance(weight, Tensor) else weight
+    n = norm.data if isinstance(norm, Tensor) else norm
+    extra = (bias,) if bias is not None else ()
+    return DoraLinearFn.apply(x, h, lora_A, lora_B, magnitude, *extra, weight=w, norm=n, scaling=scaling,
+                              has_bias=bias is not None)
+
+
+def _case_norm(x: Tensor, out_f: int) -> Any:
+    return x.xp.linspace(0.5, 1.5, out_f, dtype=x.dtype)
+
+
+register(DoraLinearFn, lambda x, h, a, b, m, bias: dora_linear(x, h, _case_weight(x, 5), _case_norm(x, 5), a, b, m,
+                                                               1.5, bias),
+         (2, 3, 4), (2, 3, 4), (2, 4), (5, 2), (5,), (5,), name="DoraLinearFn")
+register(DoraLinearFn, lambda x, a, b, m: dora_linear(x, x, _case_weight(x, 3), _case_norm(x, 3), a, b, m, 0.5),
+         (4, 4), (2, 4), (3, 2), (3,), name="DoraLinearFn (h = x, no bias)")
+
+
 class LoraLinear(PeftLayer):
     """A Linear (or Linear4bit) with low-rank adapters; the active one's tensors are lora_A, lora_B (and
     lora_magnitude for DoRA)."""
@@ -176,13 +253,17 @@ class LoraLinear(PeftLayer):
         if not cfg["use_dora"] and (self.quantized or not base.weight.requires_grad):
             w0 = base.quantized_weight() if self.quantized else base.weight.data  # frozen: a constant of the op
             return lora_linear(x, h, w0, self.lora_A, self.lora_B, cfg["scaling"], base.bias)  # (..., out)
-        y = self.base_layer(x)  # (..., out): W0 x + b, frozen
+        if cfg["use_dora"] and (self.quantized or not base.weight.requires_grad):
+            w0 = base.quantized_weight() if self.quantized else base.weight.data
+            return dora_linear(x, h, w0, self._dora_norm(), self.lora_A, self.lora_B, self.lora_magnitude,
+                               cfg["scaling"], base.bias)  # (..., out)
+        # an unfrozen base weight (not PEFT's usual set-up): compose ops so W0 gets its gradient too
+        y = base(x)  # (..., out)
         lora = F.linear(F.linear(h, self.lora_A), self.lora_B) * cfg["scaling"]  # (..., r) -> (..., out)
         if not cfg["use_dora"]:
             return y + lora
         scale = self.lora_magnitude / Tensor(self._dora_norm())  # (out,) m / ||V||_row, norm detached
-        bias = self.base_layer.bias
-        w0x = y - bias if bias is not None else y  # (..., out)
+        w0x = y - base.bias if base.bias is not None else y  # (..., out)
         return y + (scale - 1.0) * w0x + scale * lora
 
     def _dora_norm(self) -> Any:

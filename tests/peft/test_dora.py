@@ -54,3 +54,18 @@ def test_gradcheck_with_the_norm_held_constant(device, rng):
     # the magnitude's gradient does not involve the norm's dependence: exact for the real function too
     check_module_grad(peft, lambda i, t: peft(i, t)[1], [x, y], full_max=0,
                       params=[n for n, _ in peft.named_parameters() if n.endswith("lora_magnitude")])
+
+
+def test_fused_and_composed_paths_agree(device, rng):
+    """The fused ops serve frozen bases; a base weight unfrozen by hand takes the composed ops: same outputs."""
+    for dora in (False, True):
+        base, layer = dora_layer(device, rng)
+        layer.settings["default"]["use_dora"] = dora
+        layer.lora_B.data = backend.to_device(rng.standard_normal((5, 2)), device, np.float32)
+        x = ml.tensor(rng.standard_normal((3, 6)), device=device, dtype=np.float32)
+        fused = layer(x).numpy()
+        base.weight.requires_grad_(True)
+        composed = layer(x)
+        np.testing.assert_allclose(composed.numpy(), fused, rtol=1e-5, atol=1e-6)
+        composed.sum().backward()
+        assert base.weight.grad is not None
