@@ -38,7 +38,7 @@ class DemoConfig:
     # fine-tuning on the shifted domain, the same budget for every method
     domain: str = "sentiment"
     domain_size: int = 4000
-    steps: int = 150
+    steps: int = 200
     batch_size: int = 16
     methods: tuple[str, ...] = METHOD_NAMES
     eval_interval: int = 25

@@ -10,9 +10,7 @@
   tracks the high-water mark) after that step, the pool emptied first.
 - weight memory: every parameter and buffer as stored (NF4 codes and scales for QLoRA), tied
   parameters once (``minilora.peft.qlora.storage_report``).
-- accuracy: greedy exact match of the answer (and its newline) after the prompt. One teacher-forced
-  forward pass decides it: greedy decoding emits the answer exactly when, at every answer position,
-  the most likely next token given the true prefix is the true next token.
+- accuracy: greedy exact match of the answer after the prompt (task.py).
 """
 
 from __future__ import annotations
@@ -21,13 +19,9 @@ import math
 import statistics
 import time
 import tracemalloc
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from minilora import backend
-from minilora.autograd import no_grad
 
 
 class ProbedTask:
@@ -111,48 +105,3 @@ def weight_bytes(model: Any) -> int:
     from minilora.peft.qlora import storage_report  # noqa: PLC0415
 
     return storage_report(model).model_bytes
-
-
-def answer_accuracy(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], window: int, device: str, batch_size: int = 64
-) -> float:
-    """Greedy exact-match accuracy of ``answer + "\\n"`` after ``"\\n" + prompt`` (see the module docstring).
-
-    Each example is cut on the left to ``window`` input tokens, as the model saw its training text.
-    """
-    if not pairs:
-        return math.nan
-    xp = backend.module_for(device)
-    was_training = model.training
-    model.eval()
-    correct = None
-    try:
-        with no_grad():
-            for i in range(0, len(pairs), batch_size):
-                x, y = _teacher_forced(tokenizer, pairs[i : i + batch_size], window)
-                x, y = backend.to_device(x, device), backend.to_device(y, device)
-                logits, _ = model(x)  # (B, T, V)
-                pred = logits.data.argmax(axis=-1)  # (B, T)
-                hits = ((pred == y) | (y == -100)).all(axis=1).sum()
-                correct = hits if correct is None else correct + hits
-    finally:
-        model.train(was_training)
-    return int(backend.to_host(xp.asarray(correct))) / len(pairs)  # host: one number per evaluation
-
-
-def _teacher_forced(tokenizer: Any, pairs: Sequence[tuple[str, str]], window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (B, T) and targets (B, T): targets are -100 except at the answer's (and newline's) positions."""
-    rows = []
-    for prompt, answer in pairs:
-        ids = tokenizer.encode("\n" + prompt + answer + "\n")
-        n_answer = len(answer) + 1
-        ids = ids[-(window + 1):]
-        x, y = ids[:-1], ids[1:].copy()
-        y[: len(y) - n_answer] = -100
-        rows.append((x, y))
-    T = max(len(x) for x, _ in rows)
-    xs = np.zeros((len(rows), T), np.int64)  # right padding: a causal model's earlier positions never see it
-    ys = np.full((len(rows), T), -100, np.int64)
-    for j, (x, y) in enumerate(rows):
-        xs[j, : len(x)], ys[j, : len(y)] = x, y
-    return xs, ys

@@ -32,6 +32,7 @@ class MethodResult:
     train_loss: list[float] = dataclasses.field(default_factory=list)
     val_steps: list[int] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
+    val_accuracy: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def trainable_pct(self) -> float:
@@ -109,15 +110,22 @@ def plot_curves(path: str, results: Sequence[MethodResult], title: str) -> bool:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         return False
-    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(12, 4.5))
+    with_acc = any(r.val_accuracy and not all(math.isnan(a) for a in r.val_accuracy) for r in results)
+    fig, axes = plt.subplots(1, 3 if with_acc else 2, figsize=(16 if with_acc else 12, 4.5))
+    ax_t, ax_v = axes[0], axes[1]
     for r in results:
         (line,) = ax_t.plot(r.train_steps, _smooth(r.train_loss), label=r.method, lw=1.4)
         ax_v.plot(r.val_steps, r.val_loss, marker="o", ms=3, color=line.get_color(), label=r.method, lw=1.4)
-    ax_t.set(title="training loss (moving average of 10 steps)", xlabel="step", ylabel="cross entropy")
-    ax_v.set(title="validation loss", xlabel="step", ylabel="cross entropy")
-    for ax in (ax_t, ax_v):
+        if with_acc:
+            axes[2].plot(r.val_steps, [100 * a for a in r.val_accuracy], marker="o", ms=3, color=line.get_color(),
+                         label=r.method, lw=1.4)
+    ax_t.set(title="training loss (moving average of 10 steps)", xlabel="step", ylabel="cross entropy", yscale="log")
+    ax_v.set(title="validation loss", xlabel="step", ylabel="cross entropy", yscale="log")
+    if with_acc:
+        axes[2].set(title="held-out exact-match accuracy", xlabel="step", ylabel="%", ylim=(-2, 102))
+    for ax in axes:
         ax.grid(alpha=0.3)
-    ax_v.legend(ncol=2, fontsize=8)
+    axes[-1].legend(ncol=2, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

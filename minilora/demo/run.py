@@ -2,7 +2,7 @@
 
     1. the base: a GPT pre-trained on the built-in "english" corpus (cached, see pretrain.py);
     2. the domain: templated reviews with a verdict, "the plot was not dull => positive" (sentiment),
-       held-out examples scored by greedy exact match of the verdict (measure.py);
+       trained as completions (loss on the verdict only) and scored by greedy exact match (task.py);
     3. every method (methods.py) starts from the same base weights and trains with the same steps,
        batch, window, optimizer and schedule; its adapter is saved with save_adapter and measured;
     4. one table (console, results.md, results.csv), results.json with every curve, and
@@ -24,7 +24,7 @@ from typing import Any
 from minilora import backend
 from minilora.analysis.params import describe, layer_table, lora_counts, table_lines
 from minilora.demo.config import DemoConfig
-from minilora.demo.measure import ProbedTask, answer_accuracy, weight_bytes
+from minilora.demo.measure import ProbedTask, weight_bytes
 from minilora.demo.methods import METHODS
 from minilora.demo.pretrain import Pretrained, pretrained_base
 from minilora.demo.report import (
@@ -37,14 +37,27 @@ from minilora.demo.report import (
     result_dicts,
     write_csv,
 )
+from minilora.demo.task import CompletionTask
 
 
 @dataclasses.dataclass
 class DomainData:
+    """Either (prompt, answer) pairs (a completion task with accuracy) or plain text (language modelling)."""
+
     name: str
-    train_tokens: Any
-    val_tokens: Any
-    pairs: list[tuple[str, str]]  # held-out (prompt, answer) pairs for accuracy; empty when the domain has none
+    train: Any  # pairs, or a token array
+    val: Any
+    has_answers: bool
+
+    def task(self, cfg: DemoConfig, tokenizer: Any) -> Any:
+        """A fresh task (its own seeded sampler) over this data."""
+        from minilora.train import LMTask  # noqa: PLC0415
+
+        if self.has_answers:
+            return CompletionTask(self.train, self.val, tokenizer, cfg.window, cfg.batch_size, seed=cfg.seed,
+                                  device=cfg.device)
+        return LMTask(self.train, self.val, cfg.window, cfg.batch_size, seed=cfg.seed, device=cfg.device,
+                      eval_batches=cfg.eval_batches)
 
 
 @dataclasses.dataclass
@@ -61,18 +74,15 @@ class DemoResult:
 
 
 def domain_data(cfg: DemoConfig, tokenizer: Any) -> DomainData:
-    """The fine-tuning domain: the last 10% of its examples are held out (validation loss and accuracy)."""
+    """The fine-tuning domain: the last 10% of its examples are held out (at most accuracy_examples of them)."""
     from minilora.data import get_corpus, train_val_split  # noqa: PLC0415
 
     corpus = get_corpus(cfg.domain, n=cfg.domain_size, seed=1)
     if corpus.pairs:
         train_pairs, val_pairs = train_val_split(corpus.pairs, 0.1)
-        train_text = "".join(p + a + "\n" for p, a in train_pairs)
-        val_text = "".join(p + a + "\n" for p, a in val_pairs)
-        return DomainData(corpus.name, tokenizer.encode(train_text), tokenizer.encode(val_text),
-                          list(val_pairs[: cfg.accuracy_examples]))
+        return DomainData(corpus.name, list(train_pairs), list(val_pairs[: cfg.accuracy_examples]), True)
     train_tokens, val_tokens = train_val_split(tokenizer.encode(corpus.text), 0.1)
-    return DomainData(corpus.name, train_tokens, val_tokens, [])
+    return DomainData(corpus.name, train_tokens, val_tokens, False)
 
 
 def parameter_arithmetic(model: Any, r: int = 8) -> list[str]:
@@ -87,7 +97,7 @@ def parameter_arithmetic(model: Any, r: int = 8) -> list[str]:
 
 def run_demo(cfg: DemoConfig, log: Any = print) -> DemoResult:
     """Run the whole demo as ``cfg`` says; prints progress through ``log`` and returns every figure."""
-    from minilora.train import LMTask, save_checkpoint  # noqa: PLC0415
+    from minilora.train import save_checkpoint  # noqa: PLC0415
 
     backend.module_for(cfg.device)  # a clear error when cuda is asked for and missing
     t_start = time.perf_counter()
@@ -99,15 +109,15 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> DemoResult:
     save_checkpoint(os.path.join(out, "base.npz"), base.model, tokenizer=base.tokenizer,
                     extra={"val_loss": base.val_loss, "demo": cfg.pretrain_dict()})
     data = domain_data(cfg, base.tokenizer)
-    task = LMTask(data.train_tokens, data.val_tokens, cfg.window, cfg.batch_size, seed=cfg.seed,
-                  device=cfg.device, eval_batches=cfg.eval_batches)
-    base_val = task.evaluate(base.model)["val_loss"]
-    base_acc = answer_accuracy(base.model, base.tokenizer, data.pairs, cfg.window, cfg.device)
-    log(f"\nfine-tuning domain '{data.name}': {len(data.train_tokens):,} training and {len(data.val_tokens):,} "
-        f"validation characters; the base model's validation loss there is {base_val:.4f}"
-        + (f", its verdict accuracy {100 * base_acc:.1f}%" if data.pairs else ""))
-    log(f"same budget for every method: {cfg.steps} steps of {cfg.batch_size} x {cfg.window} tokens, AdamW, "
-        "warmup then cosine decay, no weight decay; per-method learning rates (minilora/demo/methods.py)")
+    report = data.task(cfg, base.tokenizer).evaluate(base.model)
+    base_val, base_acc = report["val_loss"], report.get("val_accuracy", math.nan)
+    what = "examples (loss on the answers only)" if data.has_answers else "characters"
+    log(f"\nfine-tuning domain '{data.name}': {len(data.train):,} training and {len(data.val):,} validation {what}; "
+        f"the base model's validation loss there is {base_val:.4f}"
+        + (f", its exact-match accuracy {100 * base_acc:.1f}%" if data.has_answers else ""))
+    log(f"same budget for every method: {cfg.steps} steps of {cfg.batch_size} examples of at most {cfg.window} "
+        "tokens, AdamW, warmup then cosine decay, no weight decay; per-method learning rates "
+        "(minilora/demo/methods.py)")
     base_state = base.model.state_dict()  # copies: every method starts from these exact weights
     results = []
     for i, name in enumerate(cfg.methods):
@@ -116,7 +126,8 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> DemoResult:
         results.append(finetune(name, cfg, base, base_state, data))
         r = results[-1]
         log(f"    val loss {r.val_loss_before:.4f} -> {r.val_loss_after:.4f}"
-            + (f", accuracy {100 * r.accuracy_after:.1f}%" if data.pairs else "")
+            + (f", accuracy {100 * r.accuracy_before:.1f}% -> {100 * r.accuracy_after:.1f}%"
+               if data.has_answers else "")
             + f", {r.ms_per_step:.1f} ms/step")
     seconds = time.perf_counter() - t_start
     result = DemoResult(cfg, results, base_val, base_acc, base.val_loss, base.seconds, base.cached, seconds, {})
@@ -130,21 +141,16 @@ def finetune(
     """Fine-tune a fresh copy of the base with method ``name``; save its adapter; measure everything."""
     from minilora import nn  # noqa: PLC0415
     from minilora.peft import get_peft_model  # noqa: PLC0415
-    from minilora.train import LMTask, TrainConfig, Trainer  # noqa: PLC0415
+    from minilora.train import TrainConfig, Trainer  # noqa: PLC0415
 
     method = METHODS[name]
     backend.manual_seed(cfg.seed)  # the same adapter initialisation and batches on every run
     model = nn.GPT(base.model.config).to(cfg.device)
     model.load_state_dict(base_state)
-    peft = get_peft_model(model, method.make_config())
+    peft = get_peft_model(model, method.make_config(), tokenizer=base.tokenizer)  # prompt tuning's text init
     trainable, total = peft.get_nb_trainable_parameters()
     w_bytes = weight_bytes(peft)
-    task = ProbedTask(
-        LMTask(data.train_tokens, data.val_tokens, cfg.window, cfg.batch_size, seed=cfg.seed, device=cfg.device,
-               eval_batches=cfg.eval_batches),
-        cfg.device, trace_step=1 if cfg.steps > 1 else 0,
-    )
-    acc_before = answer_accuracy(peft, base.tokenizer, data.pairs, cfg.window, cfg.device)
+    task = ProbedTask(data.task(cfg, base.tokenizer), cfg.device, trace_step=1 if cfg.steps > 1 else 0)
     train_cfg = TrainConfig(
         max_steps=cfg.steps, batch_size=cfg.batch_size, lr=method.lr, warmup_steps=max(1, cfg.steps // 10),
         weight_decay=0.0, eval_interval=cfg.eval_interval, eval_batches=cfg.eval_batches, seed=cfg.seed,
@@ -153,16 +159,16 @@ def finetune(
     trainer = Trainer(peft, task, train_cfg, tokenizer=base.tokenizer)
     history = trainer.fit()
     task.close()
-    acc_after = answer_accuracy(peft, base.tokenizer, data.pairs, cfg.window, cfg.device)
+    accuracy = [m.get("val_accuracy", math.nan) for m in history.val_metrics]
     adapter_bytes = peft.save_adapter(os.path.join(cfg.out_dir, "adapters", name))
     peak = w_bytes + trainer.optimizer.state_nbytes() + (task.traced_peak or 0)
     return MethodResult(
         method=name, trainable_params=trainable, total_params=total, adapter_bytes=adapter_bytes,
         weight_bytes=w_bytes, peak_bytes=peak, ms_per_step=task.ms_per_step(),
         val_loss_before=history.val_loss[0], val_loss_after=history.val_loss[-1],
-        accuracy_before=acc_before, accuracy_after=acc_after, lr=method.lr,
+        accuracy_before=accuracy[0], accuracy_after=accuracy[-1], lr=method.lr,
         train_steps=list(history.steps), train_loss=list(history.train_loss),
-        val_steps=list(history.val_steps), val_loss=list(history.val_loss),
+        val_steps=list(history.val_steps), val_loss=list(history.val_loss), val_accuracy=accuracy,
     )
 
 
@@ -172,7 +178,7 @@ def header_lines(res: DemoResult) -> list[str]:
     return [
         f"Base: GPT n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, block_size={cfg.block_size}, "
         f"pre-trained {cfg.pretrain_steps} steps on 'english' (val loss {res.pretrain_val_loss:.4f}). "
-        f"Fine-tuned on '{cfg.domain}' for {cfg.steps} steps of {cfg.batch_size} x {cfg.window} tokens "
+        f"Fine-tuned on '{cfg.domain}' for {cfg.steps} steps of {cfg.batch_size} examples "
         f"(device {cfg.device}); the base there: val loss {res.base_val_loss:.4f}{acc}.",
     ]
 
@@ -187,9 +193,9 @@ def write_outputs(res: DemoResult, data: DomainData, log: Any) -> dict[str, str]
         "trainable % counts NF4 weights as weights; adapter on disk is what save_adapter writes (config JSON + "
         "npz; for full, the whole model); weight memory is every parameter and buffer as stored; peak memory is "
         "weight memory + optimizer state + the tracemalloc peak of one training step; ms/step is the median step "
-        "time; val loss before is each method's model at step 0 (prefix/prompt tuning already differ from the "
-        "base there); accuracy is greedy exact match of the verdict on "
-        f"{len(data.pairs)} held-out reviews, before -> after.",
+        "time; val loss is the cross entropy of the held-out answers (before: each method's model at step 0; "
+        "prefix/prompt tuning already differ from the base there); accuracy is greedy exact match of the answer on "
+        f"{len(data.val):,} held-out examples, before -> after.",
     ]
     with open(files["results.md"], "w", encoding="utf-8") as f:
         f.write("\n".join(header_lines(res)) + "\n\n" + markdown_table(res.results) + "\n".join(notes) + "\n")
