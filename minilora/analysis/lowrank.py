@@ -53,9 +53,11 @@ def energy_shares(s: np.ndarray, ks: Sequence[int] = KS) -> dict[int, float]:
 def left_subspace(delta: Any, k: int) -> np.ndarray:
     """An orthonormal basis (d, k') of the top-k left singular directions, k' = min(k, rank); host float64."""
     xp = backend.get_array_module(delta)
+    eps = np.finfo(delta.dtype if delta.dtype.kind == "f" else np.float64).eps  # the rounding of the input's dtype
     u, s, _ = xp.linalg.svd(delta.astype(xp.float64), full_matrices=False)
     u, s = backend.to_host(u), backend.to_host(s)  # host: reporting-size arrays
-    rank = int((s > s[0] * 1e-10).sum()) if len(s) and s[0] > 0 else 0
+    # numerical rank as np.linalg.matrix_rank: a float32 B @ A of rank r has other singular values at rounding level
+    rank = int((s > s[0] * max(delta.shape) * eps).sum()) if len(s) and s[0] > 0 else 0
     return u[:, : min(k, rank)]
 
 

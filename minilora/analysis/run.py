@@ -48,7 +48,7 @@ def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
         for key, a in arrays.items():
             if key.endswith(".lora_A"):
                 path = key[: -len(".lora_A")]
-                lora[f"{path}.weight"] = scaling * (arrays[f"{path}.lora_B"] @ a)  # (out, r) @ (r, in)
+                lora[f"{path}.weight"] = (scaling * (arrays[f"{path}.lora_B"] @ a)).astype(a.dtype)  # (out, in)
     return base, full, lora
 
 

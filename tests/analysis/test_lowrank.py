@@ -81,3 +81,9 @@ def test_verdict_on_noise(rng):
     reports = analyze_updates({"w": w0}, {"w": rng.standard_normal((64, 64))})
     assert "does not hold" in verdict(reports, 8)
     assert verdict([], 8).startswith("no weight matrix changed")
+
+
+def test_float32_low_rank_product_keeps_its_rank(rng):
+    b = rng.standard_normal((384, 8)).astype(np.float32)
+    a = rng.standard_normal((8, 128)).astype(np.float32)
+    assert left_subspace(2.0 * (b @ a), 128).shape == (384, 8)  # rounding noise is not counted as rank
