@@ -1,14 +1,15 @@
 """Speed and memory of every fine-tuning method on the same model and batch, in one run and one table.
 
-    .venv/bin/python benchmarks/bench_peft.py [--shape medium|baby] [--device cpu|cuda] [--repeats 3] [--json PATH]
+    .venv/bin/python benchmarks/bench_peft.py [--shape medium|wide|baby] [--device cpu|cuda] [--repeats 3] [--json PATH]
 
 One step = zero_grad, forward with targets, backward, AdamW step (the optimizer built by
-minilora.train.make_optimizer's grouping: decay on matrices only). Shapes as in bench_gpt.py
-(vocab 65); every method sees the same batch of T = block_size - 16 tokens (so the 10 soft
-prompt positions of prompt tuning fit in the block). Methods use the CLI's defaults: LoRA/DoRA r 8
-on c_attn, QLoRA the same on a base whose Linear layers (all but the tied head) are NF4 with block
-64 and double quantisation, IA3 on c_attn and mlp.c_proj, Houlsby adapters with bottleneck 16,
-prefix and prompt tuning with 10 virtual tokens.
+minilora.train.make_optimizer's grouping: decay on matrices only). Shapes as in bench_gpt.py (vocab 65), plus
+"wide" (GPT-2 small's width 768, 4 layers, block 128, batch 8), where the Linear layers' GEMMs dominate the
+step as they do in real models. Every method sees the same batch of T = block_size - 16 tokens (so the 10 soft
+prompt positions of prompt tuning fit in the block). Methods use the CLI's defaults: LoRA/DoRA r 8 on c_attn,
+QLoRA the same on a base whose Linear layers (all but the tied head) are NF4 with block 64 and double
+quantisation, IA3 on c_attn and mlp.c_proj, Houlsby adapters with bottleneck 16, prefix and prompt tuning with
+10 virtual tokens.
 
 Columns:
 - ms/step: best of ``--repeats`` steps, the methods interleaved so that machine noise hits them alike;
@@ -54,6 +55,7 @@ from minilora.train import TrainConfig, make_optimizer
 SHAPES = {
     "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch=12),
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8),
+    "wide": dict(n_layer=4, n_head=12, n_embd=768, block_size=128, batch=8),  # GPT-2 small's width
 }
 VOCAB = 65
 METHODS: dict[str, Callable[[], Any]] = {
