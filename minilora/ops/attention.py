@@ -43,8 +43,10 @@ class ScaledDotProductAttention(Function):
     D(P) = P * m / (1 - p_drop) (dropout on the probabilities, m the keep mask).
 
     g_V = D(P)^T g_out,  g_D = g_out V^T,  g_P = g_D * m / (1 - p_drop),
-    g_S = P * (g_P - sum_j(g_P * P))  (softmax backward; masked entries have P = 0 so g_S = 0),
-    g_q = scale * g_S k,  g_k = scale * g_S^T q.
+    g_S = P * (g_P - delta),  delta_i = sum_j g_P_ij P_ij = sum_d g_out_id out_id
+    (FlashAttention's identity, as out = D(P) V: the row sums cost a (Tq, hs) pass, not a (Tq, Tk) one;
+    masked entries have P = 0 so g_S = 0),
+    g_q = scale * g_S k,  g_k = g_S^T (scale * q)  (the scale goes on the small operands).
     """
 
     def __init__(self, allowed: Any, dropout_p: float, device: str) -> None:
@@ -54,33 +56,35 @@ class ScaledDotProductAttention(Function):
         xp = self.xp
         self.hs = q.shape[-1]
         scale = 1.0 / math.sqrt(self.hs)
-        att = q @ xp.swapaxes(k, -1, -2)  # (B, nh, Tq, Tk)
-        att *= scale
-        if self.allowed is not None:
-            att = xp.where(self.allowed, att, -xp.inf)
+        att = (q * scale) @ xp.swapaxes(k, -1, -2)  # S, (B, nh, Tq, Tk); scaling q is a 4x smaller pass than S
+        masked = self.allowed is not None
+        if masked:
+            xp.copyto(att, -xp.inf, where=~self.allowed)  # in place (no masked copy): att is our own fresh array
         row_max = att.max(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
-        if self.allowed is not None:
+        if masked:
             row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)  # fully masked row: -inf -> 0, no NaN
         att -= row_max
         xp.exp(att, out=att)
-        denom = att.sum(axis=-1, keepdims=True)
-        if self.allowed is not None:
+        denom = att.sum(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+        if masked:
             denom = xp.where(denom == 0, 1.0, denom)
-        att /= denom  # P, (B, nh, Tq, Tk)
+        att *= 1.0 / denom  # P, (B, nh, Tq, Tk): a multiply by (B, nh, Tq, 1) reciprocals is cheaper than a divide
         self.allowed = None
         m = None
         att_d = att
         if self.dropout_p > 0.0:
             m = keep_mask(att.shape, self.dropout_p, self.device)
             att_d = att * m * xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=att.dtype)
+        out = att_d @ v  # (B, nh, Tq, hs)
         need_q, need_k, need_v = self.needs_input_grad
-        need_s = need_q or need_k  # the score gradient needs v; g_q needs k, g_k needs q
-        self.save_for_backward(q if need_k else None, k if need_q else None, v if need_s else None, att, m)
-        return att_d @ v  # (B, nh, Tq, hs)
+        need_s = need_q or need_k  # the score gradient needs v and out; g_q needs k, g_k needs q
+        self.save_for_backward(q if need_k else None, k if need_q else None, v if need_s else None, att, m,
+                               out if need_s else None)
+        return out
 
     def backward(self, g_out: Any) -> tuple[Any, Any, Any]:
         xp = self.xp
-        q, k, v, P, m = self.saved
+        q, k, v, P, m, out = self.saved
         need_q, need_k, need_v = self.needs_input_grad
         scale = 1.0 / math.sqrt(self.hs)
         keep_scale = xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=P.dtype) if m is not None else None
@@ -91,16 +95,17 @@ class ScaledDotProductAttention(Function):
             del D
         if not (need_q or need_k):
             return None, None, g_v
-        g_P = g_out @ xp.swapaxes(v, -1, -2)  # (B, nh, Tq, Tk)
+        g_S = g_out @ xp.swapaxes(v, -1, -2)  # g_D, (B, nh, Tq, Tk): our own fresh array, updated in place
         if m is not None:
-            g_P *= m
-            g_P *= keep_scale
-        g_S = g_P
-        g_S -= (g_P * P).sum(axis=-1, keepdims=True)
-        g_S *= P
-        g_S *= scale  # fold the score scale in once for both g_q and g_k
-        g_q = g_S @ k if need_q else None  # (B, nh, Tq, hs)
-        g_k = xp.swapaxes(g_S, -1, -2) @ q if need_k else None  # (B, nh, Tk, hs)
+            g_S *= m
+            g_S *= keep_scale  # g_P
+        g_S -= (g_out * out).sum(axis=-1, keepdims=True)  # - delta, (B, nh, Tq, 1)
+        g_S *= P  # g_S without the score scale
+        g_q = None
+        if need_q:
+            g_q = g_S @ k  # (B, nh, Tq, hs)
+            g_q *= scale
+        g_k = xp.swapaxes(g_S, -1, -2) @ (q * scale) if need_k else None  # (B, nh, Tk, hs)
         return g_q, g_k, g_v
 
 
