@@ -47,12 +47,17 @@ class LayerNorm(Function):
         b = params[-1] if self.has_b else None
         _check_affine("layer_norm", x, w, b)
         mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1), biased as in PyTorch
-        rstd = 1.0 / xp.sqrt(var + xp.asarray(self.eps, dtype=x.dtype))
-        xhat = xc
+        xhat = x - mu  # xc for now
+        y = xhat * xhat  # the output buffer holds xc^2 first: one full-size allocation fewer
+        var = y.mean(axis=-1, keepdims=True)  # (..., 1), biased as in PyTorch
+        var += self.eps
+        rstd = xp.sqrt(var, out=var)
+        xp.divide(1.0, rstd, out=rstd)  # 1 / sqrt(var + eps), in place on the (..., 1) statistic
         xhat *= rstd  # in place: xc is not needed again
-        y = xhat * w if w is not None else xhat.copy()
+        if w is not None:
+            xp.multiply(xhat, w, out=y)
+        else:
+            y[...] = xhat
         if b is not None:
             y += b
         needs = self.needs_input_grad
@@ -63,13 +68,26 @@ class LayerNorm(Function):
     def backward(self, g_y: Any) -> tuple[Any, ...]:
         xhat, rstd, w = self.saved
         needs = iter(self.needs_input_grad[1:])
-        g_w = _sum_leading(g_y * xhat) if self.has_w and next(needs) else None
+        need_w = self.has_w and next(needs)
         g_b = _sum_leading(g_y) if self.has_b and next(needs) else None
+        g_w = None
+        g_yx = g_y * xhat if need_w or (self.needs_input_grad[0] and w is None) else None  # (..., C), our own
+        if need_w:
+            g_w = _sum_leading(g_yx)
         g_x = None
         if self.needs_input_grad[0]:
-            g_xhat = g_y * w if w is not None else g_y
-            g_x = g_xhat - g_xhat.mean(axis=-1, keepdims=True)
-            g_x -= xhat * (g_xhat * xhat).mean(axis=-1, keepdims=True)
+            g_xhat = g_y * w if w is not None else g_y.copy()  # our own array: g_x is built in it, in place
+            if g_yx is None:
+                g_yx = g_xhat * xhat
+            elif w is not None:
+                g_yx *= w  # g_xhat * xhat = g_y * xhat * w, reusing the g_w product
+            m2 = g_yx.mean(axis=-1, keepdims=True)  # mean(g_xhat * xhat), (..., 1)
+            m1 = g_xhat.mean(axis=-1, keepdims=True)  # mean(g_xhat), (..., 1)
+            xp = self.xp
+            xp.multiply(xhat, m2, out=g_yx)  # the scratch buffer, reused
+            g_x = g_xhat
+            g_x -= m1
+            g_x -= g_yx
             g_x *= rstd
         return (g_x,) + ((g_w,) if self.has_w else ()) + ((g_b,) if self.has_b else ())
 
