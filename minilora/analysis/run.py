@@ -97,7 +97,7 @@ def run_analysis(run_dir: str, out_dir: str | None = None, ks: Sequence[int] = K
 def table(reports: Sequence[MatrixReport], ks: Sequence[int]) -> list[str]:
     """A Markdown table: one row per matrix."""
     has_lora = any(r.overlap for r in reports)
-    head = ["matrix", "shape", "||dW||/||W0||", "rank for 90%"] + [f"top {k}" for k in ks]
+    head = ["matrix", "shape", "change (Frobenius, relative to W0)", "rank for 90%"] + [f"top {k}" for k in ks]
     if has_lora:
         head += [f"phi_{k}" for k in ks if k <= 8]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]

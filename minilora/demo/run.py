@@ -174,7 +174,7 @@ def finetune(
 
 def header_lines(res: DemoResult) -> list[str]:
     cfg = res.config
-    acc = f"; verdict accuracy {100 * res.base_accuracy:.1f}%" if not math.isnan(res.base_accuracy) else ""
+    acc = f"; exact-match accuracy {100 * res.base_accuracy:.1f}%" if not math.isnan(res.base_accuracy) else ""
     return [
         f"Base: GPT n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, block_size={cfg.block_size}, "
         f"pre-trained {cfg.pretrain_steps} steps on 'english' (val loss {res.pretrain_val_loss:.4f}). "
