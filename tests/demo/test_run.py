@@ -80,3 +80,11 @@ def test_arithmetic_for_the_default_model():
     text = "\n".join(parameter_arithmetic(model))
     # c_attn is (384, 128): full 49,152, LoRA 8 * (384 + 128) = 4,096 per layer, 4 layers
     assert "196,608" in text and "16,384" in text and "12x" in text
+
+
+def test_every_method_runs_on_each_device(device, tmp_path):
+    """On the strict CuPy stand-in too: no hidden host transfer anywhere in the pipeline."""
+    cfg = DemoConfig.quick(out_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), device=device)
+    res = run_demo(cfg, log=lambda *args: None)
+    assert [r.method for r in res.results] == list(METHOD_NAMES)
+    assert all(math.isfinite(r.val_loss_after) and r.weight_bytes > 0 for r in res.results)
