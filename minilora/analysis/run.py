@@ -31,18 +31,22 @@ def has_demo_outputs(run_dir: str) -> bool:
 def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """(W_0 by name, fine-tuned weights by name, LoRA's s B A by weight name or None) from a demo folder."""
     from minilora.peft import PeftConfig  # noqa: PLC0415
-    from minilora.peft.io import read_adapter  # noqa: PLC0415
-    from minilora.train import load_checkpoint  # noqa: PLC0415
+    from minilora.peft.io import base_fingerprint, read_adapter  # noqa: PLC0415
+    from minilora.train import build_model, load_checkpoint  # noqa: PLC0415
 
     if not has_demo_outputs(run_dir):
         raise MissingRunError(2, "no demo outputs (base.npz and adapters/full/); run 'minilora demo' first", run_dir)
     ckpt = load_checkpoint(os.path.join(run_dir, "base.npz"))
     base = dict(ckpt.weights)
-    _, full = read_adapter(os.path.join(run_dir, "adapters", "full"))
+    fingerprint = base_fingerprint(build_model(ckpt))
+    full_dir = os.path.join(run_dir, "adapters", "full")
+    meta, full = read_adapter(full_dir)
+    _same_base(meta, fingerprint, full_dir)
     lora_dir = os.path.join(run_dir, "adapters", "lora")
     lora = None
     if os.path.isdir(lora_dir):
         meta, arrays = read_adapter(lora_dir)
+        _same_base(meta, fingerprint, lora_dir)
         scaling = PeftConfig.from_dict(meta["config"]).scaling
         lora = {}
         for key, a in arrays.items():
@@ -50,6 +54,15 @@ def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
                 path = key[: -len(".lora_A")]
                 lora[f"{path}.weight"] = (scaling * (arrays[f"{path}.lora_B"] @ a)).astype(a.dtype)  # (out, in)
     return base, full, lora
+
+
+def _same_base(meta: dict[str, Any], fingerprint: str, directory: str) -> None:
+    """Refuse an adapter trained on other weights than base.npz (e.g. left over from an earlier demo run)."""
+    from minilora.peft.io import AdapterError  # noqa: PLC0415
+
+    if meta.get("base_fingerprint") != fingerprint:
+        raise AdapterError(f"{directory} was trained on another base than base.npz next to it (a leftover of an "
+                           "earlier run?); rerun 'minilora demo --methods full,lora' into this folder")
 
 
 @dataclasses.dataclass

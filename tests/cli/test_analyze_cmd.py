@@ -55,3 +55,18 @@ def test_corrupt_adapter_is_one_line(run_dir, tmp_path, capsys):
     assert main(["analyze", "--from", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "adapter_config.json" in err[0]
+
+
+def test_adapters_of_another_base_are_refused(run_dir, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    assert main(["demo", "--quick", "--methods", "full", "--pretrain-steps", "1", "--out", str(other),
+                 "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 0
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed)
+    shutil.copy(other / "base.npz", mixed / "base.npz")
+    capsys.readouterr()
+    assert main(["analyze", "--from", str(mixed)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another base" in err[0]
