@@ -63,6 +63,10 @@ class Function:
     """
 
     float_only = True  # refuse integer tensors (exp of an int is a user mistake); shape ops set False
+    # True where backward returns newly allocated arrays, one per input, that nothing else references:
+    # the engine may then sum a fan-out's other gradients into them in place instead of allocating a sum.
+    # Ops that pass g_y through (Add, Reshape, Transpose, ...) return views and leave it False.
+    fresh_grads = False
     xp: Any
     needs_input_grad: tuple[bool, ...]
     inputs: tuple[Tensor, ...] | None
@@ -150,10 +154,12 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     # memory with one of them is copied, so an in-place update of one .grad never changes another.
     handed_out: list[Any] = [grad]
     handed_views: list[Any] = [grad] if grad.base is not None else []
+    owned: set[int] = set()  # ids of tensors whose pending gradient only the engine references (summed in place)
     for t in order:
         g = grads.pop(id(t), None)
         if g is None:
             continue
+        owned.discard(id(t))
         fn = t._ctx
         if fn is None:  # a leaf: accumulate
             if t.grad is not None:
@@ -178,7 +184,19 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if g_x.dtype != x.data.dtype:
                 g_x = g_x.astype(x.data.dtype)
             prev = grads.get(id(x))
-            grads[id(x)] = g_x if prev is None else prev + g_x
+            if prev is None:
+                grads[id(x)] = g_x
+                if fn.fresh_grads:
+                    owned.add(id(x))
+            elif id(x) in owned:
+                prev += g_x  # in place: prev is a sum or a fresh op result no one else holds
+            elif fn.fresh_grads:
+                g_x += prev  # in place into this op's own fresh result; prev (maybe a view of g_y) is only read
+                grads[id(x)] = g_x
+                owned.add(id(x))
+            else:
+                grads[id(x)] = prev + g_x
+                owned.add(id(x))
         if not retain_graph:
             fn.release()
 

@@ -12,6 +12,7 @@ import pytest
 import minilora as ml
 from minilora import backend
 from minilora.autograd import Function
+from minilora.gradcheck import check_grad
 from minilora.testing import strict
 
 
@@ -35,6 +36,29 @@ def test_fan_out_accumulates(device):
     a, b = x * 2.0, x.exp()
     (a + b + x).sum().backward()  # x feeds three branches
     np.testing.assert_allclose(ml.tensor(x.grad).numpy(), 2.0 + np.exp([1.0, 2.0, 3.0]) + 1.0)
+
+
+def test_in_place_fan_out_sums_leave_shared_gradients_alone(device, rng):
+    # Add hands one g_y array to both its inputs; GetItem, LayerNorm and GELU return fresh arrays that the
+    # engine sums other branches into in place. Mixed fan-outs must still give exact sums and never write
+    # into an array another tensor (or the caller) still holds.
+    x = _leaf(rng.standard_normal((4, 3)), device)
+    g = ml.tensor(rng.standard_normal((4, 3)), device=device)
+    g_host = g.numpy()
+
+    def f(x):
+        s = x + x  # Add: the same gradient array reaches x twice
+        h = s + ml.F.layer_norm(s, None, None) + ml.F.gelu(s)  # s fans out to Add (a view) and two fresh ops
+        return ml.F.concat([h[:2] * 2.0, h[2:] * 3.0], axis=0) + s  # GetItem slices of h, s again
+
+    check_grad(f, [x])
+    y = f(x)
+    y.backward(g)
+    np.testing.assert_array_equal(g.numpy(), g_host)  # the caller's gradient is not mutated
+    first = ml.tensor(x.grad).numpy()
+    x.grad = None
+    f(x).backward(g)
+    np.testing.assert_array_equal(ml.tensor(x.grad).numpy(), first)
 
 
 def test_tied_leaf_used_twice_gets_the_sum(device, rng):

@@ -73,6 +73,8 @@ class GELUTanh(Function):
     that: the backward is then one multiply, and tanh is evaluated once per step instead of twice.
     """
 
+    fresh_grads = True  # g_x = g_y * dy/dx is a new array
+
     def forward(self, x: Any) -> Any:
         xp = self.xp
         a = _SQRT_2_OVER_PI * 0.044715

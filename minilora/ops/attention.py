@@ -49,6 +49,8 @@ class ScaledDotProductAttention(Function):
     g_q = scale * g_S k,  g_k = g_S^T (scale * q)  (the scale goes on the small operands).
     """
 
+    fresh_grads = True  # g_q, g_k, g_v are new GEMM results
+
     def __init__(self, allowed: Any, dropout_p: float, device: str) -> None:
         self.allowed, self.dropout_p, self.device = allowed, dropout_p, device
 

@@ -38,6 +38,8 @@ class LayerNorm(Function):
     which folds the g_var and g_mu paths of the chain rule into the two means.
     """
 
+    fresh_grads = True  # g_x is built in a new array, g_w and g_b are new sums
+
     def __init__(self, eps: float, has_w: bool, has_b: bool) -> None:
         self.eps, self.has_w, self.has_b = eps, has_w, has_b
 

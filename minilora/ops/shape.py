@@ -110,6 +110,7 @@ class GetItem(Function):
     """
 
     float_only = False
+    fresh_grads = True  # backward scatters into a new zeros array
 
     def __init__(self, key: Any) -> None:
         self.key = key
