@@ -16,6 +16,7 @@ from minilora.ops.linear import linear
 from minilora.ops.loss import cross_entropy
 from minilora.ops.math import masked_fill, where
 from minilora.ops.normalization import layer_norm, rms_norm
+from minilora.ops.self_attention import self_attention
 from minilora.ops.shape import concat, split, stack
 from minilora.ops.softmax import log_softmax, softmax
 
@@ -40,6 +41,6 @@ def sigmoid(x: Tensor) -> Tensor:
 
 __all__ = [
     "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "masked_fill",
-    "relu", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "stack", "tanh",
-    "where",
+    "relu", "rms_norm", "scaled_dot_product_attention", "self_attention", "sigmoid", "silu", "softmax", "split",
+    "stack", "tanh", "where",
 ]

@@ -133,6 +133,18 @@ class CausalSelfAttention(Module):
     ) -> Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        p = self.dropout if self.training else 0.0
+        if kv_cache is None and prefix_kv is None:  # training and plain scoring: one fused op from c_attn's output
+            mask = None
+            if attention_mask is not None:
+                if tuple(attention_mask.shape) != (B, T):
+                    raise ValueError(
+                        f"CausalSelfAttention: attention_mask must be (B, T_total) = ({B}, {T}), "
+                        f"got {tuple(attention_mask.shape)}"
+                    )
+                mask = padding_mask(attention_mask, T, 0, x.device)  # (B, 1, T, T)
+            y = F.self_attention(self.c_attn(x), nh, mask=mask, causal=True, dropout_p=p)  # (B, T, C)
+            return self.resid_dropout(self.c_proj(y))  # (B, T, C)
         q, k, v = F.split(self.c_attn(x), 3, axis=2)  # 3 x (B, T, C)
         q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
@@ -160,7 +172,6 @@ class CausalSelfAttention(Module):
                     f"(cached + new positions), got {tuple(attention_mask.shape)}"
                 )
             mask = padding_mask(attention_mask, T, n_prefix, x.device)  # (B, 1, T, P + Tk)
-        p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)

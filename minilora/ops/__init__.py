@@ -10,6 +10,7 @@ from minilora.ops.loss import CrossEntropy, cross_entropy
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
 from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from minilora.ops.reduction import Max, Mean, Sum
+from minilora.ops.self_attention import SelfAttentionQKV, self_attention
 from minilora.ops.shape import Cast, Concat, GetItem, Reshape, Stack, Transpose, concat, split, stack
 from minilora.ops.softmax import LogSoftmax, Softmax, log_softmax, softmax
 
@@ -21,5 +22,5 @@ __all__ = [
     "GELUErf", "GELUTanh", "SiLU", "erf", "gelu", "silu", "Embedding", "embedding", "Linear", "linear",
     "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
     "CrossEntropy", "cross_entropy", "Dropout", "dropout", "ScaledDotProductAttention",
-    "scaled_dot_product_attention",
+    "scaled_dot_product_attention", "SelfAttentionQKV", "self_attention",
 ]

@@ -55,6 +55,13 @@ class ScaledDotProductAttention(Function):
         self.allowed, self.dropout_p, self.device = allowed, dropout_p, device
 
     def forward(self, q: Any, k: Any, v: Any) -> Any:
+        return self._forward(q, k, v, *self.needs_input_grad)
+
+    def backward(self, g_out: Any) -> tuple[Any, Any, Any]:
+        return self._backward(g_out, *self.needs_input_grad)
+
+    def _forward(self, q: Any, k: Any, v: Any, need_q: bool, need_k: bool, need_v: bool) -> Any:
+        """The forward on raw arrays, told which of q, k, v need a gradient (SelfAttentionQKV reuses it)."""
         xp = self.xp
         self.hs = q.shape[-1]
         scale = 1.0 / math.sqrt(self.hs)
@@ -78,16 +85,15 @@ class ScaledDotProductAttention(Function):
             m = keep_mask(att.shape, self.dropout_p, self.device)
             att_d = att * m * xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=att.dtype)
         out = att_d @ v  # (B, nh, Tq, hs)
-        need_q, need_k, need_v = self.needs_input_grad
         need_s = need_q or need_k  # the score gradient needs v and out; g_q needs k, g_k needs q
-        self.save_for_backward(q if need_k else None, k if need_q else None, v if need_s else None, att, m,
-                               out if need_s else None)
+        if need_q or need_k or need_v:
+            self.saved = (q if need_k else None, k if need_q else None, v if need_s else None, att, m,
+                          out if need_s else None)
         return out
 
-    def backward(self, g_out: Any) -> tuple[Any, Any, Any]:
+    def _backward(self, g_out: Any, need_q: bool, need_k: bool, need_v: bool) -> tuple[Any, Any, Any]:
         xp = self.xp
         q, k, v, P, m, out = self.saved
-        need_q, need_k, need_v = self.needs_input_grad
         scale = 1.0 / math.sqrt(self.hs)
         keep_scale = xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=P.dtype) if m is not None else None
         g_v = None
@@ -126,8 +132,6 @@ def scaled_dot_product_attention(
     causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end). dropout_p applies to the
     attention probabilities when ``training``.
     """
-    from minilora.tensor import Tensor  # noqa: PLC0415  (tensor.py imports the ops)
-
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
             "scaled_dot_product_attention: q, k, v must be 4-D (B, nh, T, hs), got shapes "
@@ -143,30 +147,38 @@ def scaled_dot_product_attention(
     check_same_dtype("scaled_dot_product_attention", q=q.data, k=k.data, v=v.data)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+    allowed = allowed_mask("scaled_dot_product_attention", mask, causal, (B, nh, Tq, Tk), q)
+    p = dropout_p if training else 0.0
+    return ScaledDotProductAttention.apply(q, k, v, allowed=allowed, dropout_p=p, device=q.device)
+
+
+def allowed_mask(op: str, mask: Any, causal: bool, shape: tuple[int, int, int, int], q: Tensor) -> Any:
+    """The boolean "may attend" array (None: no masking) from a user mask and/or causality, checked for ``op``."""
+    from minilora.tensor import Tensor  # noqa: PLC0415  (tensor.py imports the ops)
+
+    B, nh, Tq, Tk = shape
     xp = q.xp
     allowed = None
     if mask is not None:
         mdata = mask.data if isinstance(mask, Tensor) else mask
         if not backend.is_array(mdata) or mdata.dtype != np.bool_:
             raise TypeError(
-                "scaled_dot_product_attention: mask must be a boolean array or Tensor (True = may attend), "
+                f"{op}: mask must be a boolean array or Tensor (True = may attend), "
                 f"got {getattr(mdata, 'dtype', type(mdata).__name__)}"
             )
         if backend.device_of(mdata) != q.device:
-            raise RuntimeError(f"scaled_dot_product_attention: mask is on {backend.device_of(mdata)}, q on {q.device}")
+            raise RuntimeError(f"{op}: mask is on {backend.device_of(mdata)}, the input on {q.device}")
         try:
             np.broadcast_shapes(tuple(mdata.shape), (B, nh, Tq, Tk))
         except ValueError:
             raise ValueError(
-                f"scaled_dot_product_attention: mask of shape {tuple(mdata.shape)} does not broadcast to "
-                f"(B, nh, Tq, Tk) = {(B, nh, Tq, Tk)}"
+                f"{op}: mask of shape {tuple(mdata.shape)} does not broadcast to (B, nh, Tq, Tk) = {(B, nh, Tq, Tk)}"
             ) from None
         allowed = mdata
     if causal:
         c = causal_mask(xp, Tq, Tk)  # (Tq, Tk)
         allowed = c if allowed is None else allowed & c
-    p = dropout_p if training else 0.0
-    return ScaledDotProductAttention.apply(q, k, v, allowed=allowed, dropout_p=p, device=q.device)
+    return allowed
 
 
 def _bool_mask(*shape: int) -> Any:
