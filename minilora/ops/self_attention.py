@@ -33,8 +33,8 @@ class SelfAttentionQKV(ScaledDotProductAttention):
 
     fresh_grads = True  # g_qkv is a new array
 
-    def __init__(self, n_head: int, allowed: Any, dropout_p: float, device: str) -> None:
-        super().__init__(allowed, dropout_p, device)
+    def __init__(self, n_head: int, allowed: Any, dropout_p: float, device: str, causal_only: bool = False) -> None:
+        super().__init__(allowed, dropout_p, device, causal_only)
         self.n_head = n_head
 
     def _heads(self, a: Any, parts: int) -> Any:
@@ -87,7 +87,8 @@ def self_attention(
     B, T, _ = qkv.shape
     allowed = allowed_mask("self_attention", mask, causal, (B, n_head, T, T), qkv)
     p = dropout_p if training else 0.0
-    return SelfAttentionQKV.apply(qkv, n_head=n_head, allowed=allowed, dropout_p=p, device=qkv.device)
+    return SelfAttentionQKV.apply(qkv, n_head=n_head, allowed=allowed, dropout_p=p, device=qkv.device,
+                                  causal_only=causal and mask is None)
 
 
 register(SelfAttentionQKV, lambda x: self_attention(x, 2), (2, 3, 12), name="SelfAttentionQKV")

@@ -93,3 +93,13 @@ def test_errors(device):
         F.self_attention(x, 2, mask=ml.tensor(np.ones((3, 3), bool), device=device))
     with pytest.raises(ValueError, match="dropout_p"):
         F.self_attention(x, 2, dropout_p=1.0)
+
+
+def test_causal_query_blocks(device, rng, monkeypatch):
+    from minilora.ops import attention
+
+    monkeypatch.setattr(attention, "BLOCK_ROWS", 2)
+    a = rng.standard_normal((2, 5, 12))
+    x = ml.tensor(a, device=device, requires_grad=True)
+    np.testing.assert_allclose(F.self_attention(x, 2, causal=True).numpy(), reference(a, 2, True), rtol=1e-10)
+    check_grad(lambda t: F.self_attention(t, 2, causal=True), [x])
