@@ -12,18 +12,17 @@ the target, so an interrupted save never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
 import struct
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from minilora.io import atomic_path
 
 INSTALL_HINT = "pip install 'minilora[hf]'"
 
@@ -82,28 +81,6 @@ def read_safetensors(path: str | os.PathLike[str], float_dtype: Any = np.float32
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The free-text ``__metadata__`` of a .safetensors file ({} when it has none)."""
     return dict(_header(Path(path)).get("__metadata__") or {})
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync it and rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def write_safetensors(

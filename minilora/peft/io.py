@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
@@ -28,10 +27,10 @@ import numpy as np
 
 import minilora
 from minilora import backend
+from minilora.io import atomic_write_npz, atomic_write_text
 from minilora.nn import Module
 from minilora.peft.config import PeftConfig, PromptTuningConfig
 from minilora.peft.peft_model import PeftModel, plain_name
-from minilora.train.checkpoint import _fsync_dir, atomic_write_npz
 
 FORMAT = "minilora-adapter"
 VERSION = 1
@@ -84,22 +83,6 @@ def _is_peft_dir(directory: str) -> bool:
     return is_peft_dir(directory)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
 def adapter_size(directory: str) -> int:
     """Bytes on disk of a saved adapter (its config and weights)."""
     return sum(os.path.getsize(os.path.join(directory, f)) for f in (CONFIG_FILE, WEIGHTS_FILE))
@@ -131,7 +114,7 @@ def save_adapter(model: PeftModel, directory: str, adapter_name: str | None = No
     }
     os.makedirs(directory, exist_ok=True)
     atomic_write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
-    _atomic_write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=2) + "\n")
     return adapter_size(directory)
 
 
