@@ -1,7 +1,7 @@
 """``minilora demo``: pre-train a small GPT (or reuse it from the cache), fine-tune it with every method, compare.
 
-With no arguments it takes about 3-4 minutes on 2 CPU cores (under a minute less when the
-pre-trained base is already cached) and writes runs/demo/results.md, results.csv, results.json
+With no arguments it takes 2-3 minutes on 2 idle CPU cores (less when the pre-trained
+base is already cached) and writes runs/demo/results.md, results.csv, results.json
 and loss_curves.png. See docs/demo.md.
 """
 

@@ -1,4 +1,4 @@
-"""DemoConfig: every knob of ``minilora demo``, with defaults that fit in about 3-4 minutes on 2 CPU cores."""
+"""DemoConfig: every knob of ``minilora demo``, with defaults that take 2-3 minutes on 2 idle CPU cores."""
 
 from __future__ import annotations
 
