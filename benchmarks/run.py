@@ -165,7 +165,9 @@ def markdown(results: dict[str, Any]) -> str:
         "MFU counts 6 N + 12 L C T FLOPs per token for full fine-tuning and 4 N + 12 L C T for the methods with a "
         "frozen base (they skip the weight-gradient GEMMs, so that work is neither done nor credited); "
         "N = parameters without the position table. Peak memory is tracemalloc's peak of live NumPy memory over "
-        "two training steps, weights and optimizer state included.",
+        "two training steps, weights and optimizer state included. The raw GEMM rate (MFU's denominator) is "
+        "measured in the same run and itself varies from run to run on a shared machine, so compare MFU within "
+        "one page.",
         "",
     ]
     return "\n".join(out)
