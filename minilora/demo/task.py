@@ -19,6 +19,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.autograd import no_grad
+from minilora.train.tasks import LMTask
 
 
 def completion_batch(
@@ -66,12 +67,9 @@ class CompletionTask:
         x, y = completion_batch(self.tokenizer, [self.train_pairs[i] for i in pick], self.window)
         return backend.to_device(x, self.device), backend.to_device(y, self.device)
 
-    def loss(self, model: Any, batch: tuple[Any, Any]) -> Any:
-        _, loss = model(batch[0], batch[1])
-        return loss
-
-    def num_tokens(self, batch: tuple[Any, Any]) -> int:
-        return int(batch[0].size)
+    # a completion batch is an (inputs, targets) pair like a language-modelling one
+    loss = LMTask.loss
+    num_tokens = LMTask.num_tokens
 
     def evaluate(self, model: Any, max_batches: int | None = None) -> dict[str, float]:
         """Loss per answer token and exact-match accuracy over every validation pair (no graph)."""
