@@ -163,17 +163,32 @@ def load_adapter(
         return _peft_format("load_adapter").load_adapter(model, directory, adapter_name, is_trainable)
     meta, arrays = read_adapter(directory)
     config = PeftConfig.from_dict(meta["config"])
-    fresh = not isinstance(model, PeftModel)
-    have = base_fingerprint(model) if fresh else model.base_fingerprint
-    want = meta.get("base_fingerprint")
+    _check_fingerprint(model, meta.get("base_fingerprint"), directory)
+    build = config  # prompt tuning from text would need the tokenizer; the saved weights replace the init anyway
+    if isinstance(config, PromptTuningConfig) and config.init == "text":
+        build = dataclasses.replace(config, init="random", init_text=None)
+    return _attach(model, config, build, adapter_name, arrays, directory, is_trainable)
+
+
+def _check_fingerprint(model: Module, want: str | None, directory: str) -> None:
+    """Refuse an adapter whose recorded base fingerprint is not ``model``'s (a PeftModel or its plain base)."""
+    have = model.base_fingerprint if isinstance(model, PeftModel) else base_fingerprint(model)
     if have != want:
         raise AdapterError(
             f"{directory}: this adapter was trained on another base model (adapter's base fingerprint {want}, "
             f"this model's {have}); load it onto the weights it was trained on"
         )
-    build = config  # prompt tuning from text would need the tokenizer; the saved weights replace the init anyway
-    if isinstance(config, PromptTuningConfig) and config.init == "text":
-        build = dataclasses.replace(config, init="random", init_text=None)
+
+
+def _attach(
+    model: Module, config: PeftConfig, build: PeftConfig, adapter_name: str, arrays: dict[str, np.ndarray],
+    directory: str, is_trainable: bool,
+) -> PeftModel:
+    """Wrap ``model`` (or add to it) with an adapter built from ``build``, recorded as ``config``, holding ``arrays``.
+
+    On any failure the wrap or the added adapter is undone, so the model is left as it was.
+    """
+    fresh = not isinstance(model, PeftModel)
     if fresh:
         peft = PeftModel(model, build, adapter_name)
     else:

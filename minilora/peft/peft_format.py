@@ -317,41 +317,21 @@ def load_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
     An adapter minilora saved carries the base fingerprint and is refused on another base;
     one written by PEFT has none, and is checked by shape only. On failure the model is unchanged.
     """
-    from minilora.peft.io import AdapterError, _assign, base_fingerprint  # noqa: PLC0415  (io imports this lazily)
+    from minilora.peft.io import AdapterError, _attach, _check_fingerprint  # noqa: PLC0415  (io imports this lazily)
     from minilora.peft.peft_model import PeftModel  # noqa: PLC0415
 
     config, state = load_peft_format(directory)
     fresh = not isinstance(model, PeftModel)
     want = read_fingerprint(directory)
     if want is not None:
-        have = base_fingerprint(model) if fresh else model.base_fingerprint
-        if have != want:
-            raise AdapterError(
-                f"{directory}: this adapter was trained on another base model (adapter's base fingerprint {want}, "
-                f"this model's {have}); load it onto the weights it was trained on"
-            )
+        _check_fingerprint(model, want, str(directory))
     base = model if fresh else model.base_model
     for path in config.target_modules:  # a clear error before anything is wrapped
         try:
             base.get_submodule(path)
         except AttributeError:
             raise AdapterError(f"{directory}: the adapter targets {path}, which this model does not have") from None
-    if fresh:
-        peft = PeftModel(model, config, adapter_name)
-    else:
-        peft = model
-        peft.add_adapter(adapter_name, config)
-    try:
-        _assign(peft, adapter_name, state, str(directory))
-    except Exception:
-        if fresh:
-            peft.unload()
-        else:
-            peft.delete_adapter(adapter_name)
-        raise
-    for prm in peft.adapter_state(adapter_name).values():
-        prm.requires_grad_(is_trainable)
-    return peft
+    return _attach(model, config, config, adapter_name, state, str(directory), is_trainable)
 
 
 save_peft_format = save_adapter  # the name the interop contract uses; io.save_adapter(format="peft") calls it
