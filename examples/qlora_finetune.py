@@ -16,41 +16,24 @@ import math
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 import minilora as ml
 from minilora import backend
-from minilora.data import BatchSampler, CharTokenizer, eval_windows, get_corpus, train_val_split
+from minilora.data import CharTokenizer, get_corpus, train_val_split
 from minilora.nn import GPT, GPTConfig, Module
-from minilora.optim import AdamW
 from minilora.peft import LoraConfig, get_peft_model
 from minilora.peft.qlora import storage_report
+from minilora.train import History, LMTask, TrainConfig, Trainer
 
 
-def train(model: Module, tokens: np.ndarray, steps: int, lr: float, args: argparse.Namespace, desc: str) -> None:
-    """AdamW on the parameters that require grad (for QLoRA: the LoRA matrices only)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = AdamW(params, lr=lr, weight_decay=0.0)
-    batches = BatchSampler(tokens, args.batch_size, args.block_size, seed=args.seed, device=args.device)
-    model.train()
-    bar = tqdm(range(steps), desc=desc, disable=args.quiet)
-    for _ in bar:
-        x, y = batches.sample()
-        _, loss = model(x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")  # host: progress display
-
-
-def evaluate(model: Module, tokens: np.ndarray, args: argparse.Namespace) -> float:
-    """Mean validation loss over the first few fixed windows."""
-    model.eval()
-    losses = []
-    with ml.no_grad():
-        for x, y in eval_windows(tokens, args.batch_size, args.block_size, max_batches=4, device=args.device):
-            losses.append(model(x, y)[1].item())  # host
-    return sum(losses) / len(losses)
+def fit(model: Module, train: np.ndarray, val: np.ndarray, steps: int, lr: float, args: argparse.Namespace) -> History:
+    """Constant-lr AdamW on the parameters that require grad (for QLoRA: the LoRA matrices only), with the shared
+    Trainer; validation loss (first 4 fixed windows of ``val``) before and after."""
+    cfg = TrainConfig(max_steps=steps, batch_size=args.batch_size, lr=lr, warmup_steps=0, schedule="constant",
+                      weight_decay=0.0, beta2=0.999, grad_clip=0.0, eval_interval=0, eval_batches=4,
+                      seed=args.seed, device=args.device, progress=not args.quiet)
+    task = LMTask(train, val, args.block_size, args.batch_size, seed=args.seed, device=args.device, eval_batches=4)
+    return Trainer(model, task, cfg).fit()
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -69,24 +52,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ml.manual_seed(args.seed)
     tok = CharTokenizer.default()
-    source = tok.encode(get_corpus("english").text)
+    source_train, source_val = train_val_split(tok.encode(get_corpus("english").text), 0.1)
     target_train, target_val = train_val_split(tok.encode(get_corpus("alien").text), 0.1)
 
     cfg = GPTConfig(tok.vocab_size, args.block_size, args.n_layer, n_head=2, n_embd=args.n_embd)
     model = GPT(cfg).to(args.device)
-    train(model, source, args.pretrain_steps, 3e-3, args, "pre-train on english")
-    before = evaluate(model, target_val, args)
+    fit(model, source_train, source_val, args.pretrain_steps, 3e-3, args)
+    before = LMTask(target_train, target_val, args.block_size, args.batch_size, device=args.device,
+                    eval_batches=4).evaluate(model)["val_loss"]
 
     # QLoRA: quantize=True stores every Linear but lm_head as NF4, then LoRA wraps the targets
     peft = get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules="all-linear",
                                             quantize=True, quant_block_size=64, double_quant=True))
     peft.print_trainable_parameters()
     storage = storage_report(peft)
-    quantised = evaluate(peft, target_val, args)
     frozen = {n: backend.to_host(b).copy() for n, b in peft.named_buffers()}  # host: for the check below
 
-    train(peft, target_train, args.steps, 1e-2, args, "QLoRA fine-tune on alien")
-    after = evaluate(peft, target_val, args)
+    history = fit(peft, target_train, target_val, args.steps, 1e-2, args)
+    quantised, after = history.val_loss[0], history.val_loss[-1]  # NF4 base before / after the LoRA steps
     unchanged = all(np.array_equal(frozen[n], backend.to_host(b)) for n, b in peft.named_buffers())  # host
 
     print(f"\n{storage}")
