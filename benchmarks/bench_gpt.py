@@ -38,7 +38,7 @@ import pstats
 from collections.abc import Callable
 
 import numpy as np
-from bench_ops import timed  # benchmarks/ is on sys.path when run as a script
+from bench_ops import device_sync, timed  # benchmarks/ is on sys.path when run as a script
 
 import minilora as ml
 from minilora import backend
@@ -126,13 +126,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print cProfile hot spots of the baby step")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
-    if args.device == "cuda" and not backend.cuda_available():
-        raise SystemExit(f"--device cuda: {backend.cuda_unavailable_reason()}")
-    xp = backend.module_for(args.device)
-
-    def sync() -> None:
-        if xp is not np:
-            xp.cuda.Device().synchronize()
+    sync = device_sync(args.device)
 
     raw = raw_matmul_flops(args.device, args.repeats, sync)
     results = {"device": args.device, "machine": platform.processor() or platform.machine(),

@@ -25,6 +25,17 @@ from minilora import F, backend
 B, T, C, NH, V = 8, 256, 384, 6, 256
 
 
+def device_sync(device: str) -> Callable[[], None]:
+    """What ``timed`` calls after each step: nothing on the CPU; on CUDA, wait for the device, so a time
+    covers the kernels and not only their launch. Exits with the reason when CUDA was asked for and is missing."""
+    if device == "cuda" and not backend.cuda_available():
+        raise SystemExit(f"--device cuda: {backend.cuda_unavailable_reason()}")
+    xp = backend.module_for(device)
+    if xp is np:
+        return lambda: None
+    return lambda: xp.cuda.Device().synchronize()
+
+
 def timed(steps: list[Callable[[], None]], repeats: int, sync: Callable[[], None]) -> list[float]:
     """Best-of-``repeats`` seconds of each step, interleaved (a busy machine slows all of them alike)."""
     best = [math.inf] * len(steps)
@@ -89,8 +100,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     dev = args.device
+    sync = device_sync(dev)
     xp = backend.module_for(dev)
-    sync = (lambda: xp.cuda.Stream.null.synchronize()) if dev == "cuda" else (lambda: None)
     rng = np.random.default_rng(0)
 
     def t(*shape: int, grad: bool = True) -> ml.Tensor:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from bench_ops import timed  # benchmarks/ is on sys.path when run as a script
+from bench_ops import device_sync, timed  # benchmarks/ is on sys.path when run as a script
 
 import minilora as ml
 from minilora import backend
@@ -120,13 +120,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
-    if args.device == "cuda" and not backend.cuda_available():
-        raise SystemExit(f"--device cuda: {backend.cuda_unavailable_reason()}")
-    xp = backend.module_for(args.device)
-
-    def sync() -> None:
-        if xp is not np:
-            xp.cuda.Device().synchronize()
+    sync = device_sync(args.device)
 
     shape = SHAPES[args.shape]
     built = {m: setup(m, shape, args.device) for m in METHODS}

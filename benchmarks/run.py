@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from bench_gpt import SHAPES, raw_matmul_flops
-from bench_ops import timed
+from bench_ops import device_sync, timed
 from bench_peft import METHODS, peak_bytes, setup, weight_bytes
 from tqdm import tqdm
 
@@ -188,11 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(f"--shapes: unknown shape(s) {bad}; choose from baby, medium")
     if args.device == "cuda" and not backend.cuda_available():
         ap.error(f"--device cuda: {backend.cuda_unavailable_reason()}")
-    xp = backend.module_for(args.device)
-
-    def sync() -> None:
-        if xp is not np:
-            xp.cuda.Device().synchronize()
+    sync = device_sync(args.device)
 
     results: dict[str, Any] = {"machine": machine(), "device": args.device, "repeats": args.repeats}
     raw = raw_matmul_flops(args.device, max(2, args.repeats), sync)
