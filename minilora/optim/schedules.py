@@ -43,7 +43,24 @@ class ConstantSchedule(Schedule):
         return _warmup(step, self.warmup_steps) or 1.0
 
 
-class WarmupCosineSchedule(Schedule):
+class _DecaySchedule(Schedule):
+    """Linear warmup, then ``_decay(q)`` where q = (step - warmup) / (max - warmup), clipped to 1."""
+
+    def __init__(self, max_steps: int, warmup_steps: int, min_ratio: float) -> None:
+        _validate(max_steps, warmup_steps, min_ratio)
+        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), min_ratio
+
+    def __call__(self, step: int) -> float:
+        w = _warmup(step, self.warmup_steps)
+        if w is not None:
+            return w
+        return self._decay(min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)))
+
+    def _decay(self, q: float) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class WarmupCosineSchedule(_DecaySchedule):
     """Linear warmup, then cosine decay to ``min_ratio``.
 
     factor = (step + 1) / warmup_steps                                  for step < warmup_steps
@@ -54,31 +71,21 @@ class WarmupCosineSchedule(Schedule):
     name = "cosine"
 
     def __init__(self, max_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1) -> None:
-        _validate(max_steps, warmup_steps, min_ratio)
-        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), min_ratio
+        super().__init__(max_steps, warmup_steps, min_ratio)
 
-    def __call__(self, step: int) -> float:
-        w = _warmup(step, self.warmup_steps)
-        if w is not None:
-            return w
-        q = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+    def _decay(self, q: float) -> float:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * q))
 
 
-class LinearSchedule(Schedule):
+class LinearSchedule(_DecaySchedule):
     """Linear warmup, then linear decay from 1 to ``min_ratio`` at max_steps (and flat after)."""
 
     name = "linear"
 
     def __init__(self, max_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> None:
-        _validate(max_steps, warmup_steps, min_ratio)
-        self.max_steps, self.warmup_steps, self.min_ratio = int(max_steps), int(warmup_steps), min_ratio
+        super().__init__(max_steps, warmup_steps, min_ratio)
 
-    def __call__(self, step: int) -> float:
-        w = _warmup(step, self.warmup_steps)
-        if w is not None:
-            return w
-        q = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+    def _decay(self, q: float) -> float:
         return 1.0 - (1.0 - self.min_ratio) * q
 
 
