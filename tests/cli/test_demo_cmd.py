@@ -10,22 +10,6 @@ from minilora import backend
 from minilora.cli import main
 
 
-def _run(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse's own usage errors
-        return exc.code
-
-
-def _one_line_error(capsys, code):
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minilora"), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
-
-
 def test_quick_demo_writes_the_table(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--quick", "--methods", "lora,prompt", "--out", str(out), "--cache-dir",
@@ -40,8 +24,8 @@ def test_quick_demo_writes_the_table(tmp_path, capsys):
 
 
 @pytest.mark.skipif(backend.cuda_available(), reason="a GPU is present: --device cuda is valid here")
-def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
-    msg = _one_line_error(capsys, _run(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path)]))
+def test_device_cuda_without_gpu_is_one_line(tmp_path, cli_error):
+    msg = cli_error(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path)])
     assert "--device cuda" in msg
 
 
@@ -50,6 +34,6 @@ def test_device_cuda_without_gpu_is_one_line(tmp_path, capsys):
     (["--steps", "0"], "steps must be a positive integer"),
     (["--domain", "klingon"], "invalid choice"),
 ])
-def test_bad_options_are_one_line(tmp_path, capsys, argv, words):
-    msg = _one_line_error(capsys, _run(["demo", "--quick", "--out", str(tmp_path), *argv]))
+def test_bad_options_are_one_line(tmp_path, cli_error, argv, words):
+    msg = cli_error(["demo", "--quick", "--out", str(tmp_path), *argv])
     assert words in msg

@@ -21,22 +21,6 @@ def base(tmp_path_factory):
     return str(out / "ckpt.npz")
 
 
-def _run(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse's own usage errors
-        return exc.code
-
-
-def _one_line_error(capsys, code):
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minilora"), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
-
-
 @pytest.mark.parametrize("method, extra", [
     ("full", []), ("lora", ["--rank", "2", "--targets", "c_attn,mlp.c_fc"]), ("qlora", ["--block-size-nf4", "16"]),
     ("dora", ["--targets", "all-linear"]), ("ia3", []), ("adapter", ["--bottleneck", "4", "--placement", "pfeiffer"]),
@@ -64,26 +48,22 @@ def test_lora_options_reach_the_config(base, tmp_path, capsys):
     assert config["target_modules"] == r".*\.c_proj"
 
 
-def test_errors_are_one_line(base, tmp_path, capsys):
-    code = _run(["finetune", "--method", "lora", "--base", str(tmp_path / "nope.npz"), *FT])
-    assert "nope.npz" in _one_line_error(capsys, code)
-    code = _run(["finetune", "--method", "lora", "--base", base, *FT[2:], "--data", "klingon"])
-    assert "unknown corpus 'klingon'" in _one_line_error(capsys, code)
-    code = _run(["finetune", "--method", "lora", "--base", base, *FT, "--targets", "q_proj"])
-    assert "['q_proj'] match no module" in _one_line_error(capsys, code)
-    code = _run(["finetune", "--method", "lora", "--base", base, *FT, "--rank", "0"])
-    assert "LoraConfig.r must be a positive integer" in _one_line_error(capsys, code)
-    code = _run(["finetune", "--method", "bitfit", "--base", base, *FT])
-    _one_line_error(capsys, code)
-    code = _run(["generate", "--checkpoint", base, "--adapter", str(tmp_path / "none")])
-    assert "--adapter: No such adapter file" in _one_line_error(capsys, code)
+def test_errors_are_one_line(base, tmp_path, cli_error):
+    lora = ["finetune", "--method", "lora", "--base"]
+    assert "nope.npz" in cli_error([*lora, str(tmp_path / "nope.npz"), *FT])
+    assert "unknown corpus 'klingon'" in cli_error([*lora, base, *FT[2:], "--data", "klingon"])
+    assert "['q_proj'] match no module" in cli_error([*lora, base, *FT, "--targets", "q_proj"])
+    assert "LoraConfig.r must be a positive integer" in cli_error([*lora, base, *FT, "--rank", "0"])
+    cli_error(["finetune", "--method", "bitfit", "--base", base, *FT])
+    assert "--adapter: No such adapter file" in cli_error(["generate", "--checkpoint", base, "--adapter",
+                                                           str(tmp_path / "none")])
 
 
-def test_adapter_on_another_base_is_refused(base, tmp_path, capsys):
+def test_adapter_on_another_base_is_refused(base, tmp_path, capsys, cli_error):
     other = tmp_path / "other"
     assert main(["pretrain", *TINY, "--seed", "7", "--out-dir", str(other)]) == 0
     out = tmp_path / "a"
     assert main(["finetune", "--method", "lora", "--base", base, *FT, "--out", str(out)]) == 0
     capsys.readouterr()
-    code = _run(["generate", "--checkpoint", str(other / "ckpt.npz"), "--adapter", str(out)])
-    assert "trained on another base model" in _one_line_error(capsys, code)
+    line = cli_error(["generate", "--checkpoint", str(other / "ckpt.npz"), "--adapter", str(out)])
+    assert "trained on another base model" in line

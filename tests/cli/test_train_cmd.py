@@ -20,23 +20,6 @@ def checkpoint(tmp_path_factory):
     return out
 
 
-def _run(argv):
-    """main's exit code; argparse's own usage errors exit via SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def _one_line_error(capsys, code):
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minilora"), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
-
-
 def test_pretrain_writes_checkpoint_log_vocab_and_config(checkpoint, capsys):
     assert {"ckpt.npz", "metrics.jsonl", "vocab.json", "config.json"} <= {p.name for p in checkpoint.iterdir()}
     config = json.loads((checkpoint / "config.json").read_text())
@@ -59,38 +42,36 @@ def test_config_file_and_resume(checkpoint, tmp_path, capsys):
     assert "resuming from" in capsys.readouterr().out
 
 
-def test_missing_and_corrupt_files(tmp_path, capsys):
-    line = _one_line_error(capsys, _run(["generate", "--checkpoint", str(tmp_path / "nope.npz")]))
+def test_missing_and_corrupt_files(tmp_path, cli_error):
+    line = cli_error(["generate", "--checkpoint", str(tmp_path / "nope.npz")])
     assert "nope.npz" in line
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"garbage")
-    assert "bad.npz: not a checkpoint" in _one_line_error(capsys, _run(["eval", "--checkpoint", str(bad)]))
-    assert "nope.json" in _one_line_error(capsys, _run(["pretrain", "--config", str(tmp_path / "nope.json")]))
+    assert "bad.npz: not a checkpoint" in cli_error(["eval", "--checkpoint", str(bad)])
+    assert "nope.json" in cli_error(["pretrain", "--config", str(tmp_path / "nope.json")])
 
 
-def test_unknown_options(tmp_path, capsys):
-    assert "--learning-rate" in _one_line_error(capsys, _run(["pretrain", "--learning-rate", "1"]))
+def test_unknown_options(tmp_path, cli_error):
+    assert "--learning-rate" in cli_error(["pretrain", "--learning-rate", "1"])
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"learning_rate": 0.1}))
-    assert "unknown option(s) learning_rate" in _one_line_error(capsys, _run(["pretrain", "--config", str(cfg)]))
-    assert "klingon" in _one_line_error(capsys, _run(["pretrain", "--corpus", "klingon"]))
+    assert "unknown option(s) learning_rate" in cli_error(["pretrain", "--config", str(cfg)])
+    assert "klingon" in cli_error(["pretrain", "--corpus", "klingon"])
 
 
-def test_checkpoint_that_does_not_fit(checkpoint, capsys):
-    line = _one_line_error(
-        capsys, _run(["pretrain", *TINY[:5], "32", *TINY[6:], "--out-dir", str(checkpoint), "--resume"])
-    )
+def test_checkpoint_that_does_not_fit(checkpoint, cli_error):
+    line = cli_error(["pretrain", *TINY[:5], "32", *TINY[6:], "--out-dir", str(checkpoint), "--resume"])
     assert "n_embd 16 in the checkpoint, 32 in the model" in line
 
 
-def test_device_cuda_without_gpu(monkeypatch, capsys):
+def test_device_cuda_without_gpu(monkeypatch, cli_error):
     monkeypatch.setattr(backend, "cuda_available", lambda: False)
-    line = _one_line_error(capsys, _run(["pretrain", "--device", "cuda"]))
+    line = cli_error(["pretrain", "--device", "cuda"])
     assert line.startswith("minilora: error: --device cuda:")
-    assert _one_line_error(capsys, _run(["generate", "--checkpoint", "x.npz", "--device", "cuda"]))
+    assert cli_error(["generate", "--checkpoint", "x.npz", "--device", "cuda"])
 
 
-def test_classifier_checkpoint_refused_by_generate(tmp_path, capsys):
+def test_classifier_checkpoint_refused_by_generate(tmp_path, cli_error):
     import minilora
     from minilora import nn
     from minilora.data import CharTokenizer
@@ -99,5 +80,5 @@ def test_classifier_checkpoint_refused_by_generate(tmp_path, capsys):
     minilora.manual_seed(0)
     cfg = nn.GPTConfig(vocab_size=96, block_size=8, n_layer=1, n_head=2, n_embd=8)
     save_checkpoint(tmp_path / "clf.npz", nn.GPTForSequenceClassification(cfg, 2), tokenizer=CharTokenizer.default())
-    line = _one_line_error(capsys, _run(["generate", "--checkpoint", str(tmp_path / "clf.npz")]))
+    line = cli_error(["generate", "--checkpoint", str(tmp_path / "clf.npz")])
     assert "GPTForSequenceClassification" in line
