@@ -38,28 +38,20 @@ import pstats
 from collections.abc import Callable
 
 import numpy as np
-from bench_ops import device_sync, timed  # benchmarks/ is on sys.path when run as a script
+from bench_ops import VOCAB, device_sync, gpt_and_batch, timed  # benchmarks/ is on sys.path when run as a script
 
-import minilora as ml
 from minilora import backend
-from minilora.nn import GPT, GPTConfig
+from minilora.nn import GPT
 
 SHAPES = {
     "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch=12),
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8),
     "trivial": dict(n_layer=4, n_head=4, n_embd=4, block_size=4, batch=1),  # the baby's op count, no arithmetic
 }
-VOCAB = 65
 
 
 def make_step(shape: dict, device: str) -> tuple[GPT, Callable[[], None]]:
-    ml.manual_seed(0)
-    cfg = GPTConfig(VOCAB, shape["block_size"], shape["n_layer"], shape["n_head"], shape["n_embd"])
-    model = GPT(cfg).to(device)
-    rng = np.random.default_rng(0)
-    shp = (shape["batch"], shape["block_size"])
-    x = backend.to_device(rng.integers(0, VOCAB, shp), device)
-    y = backend.to_device(rng.integers(0, VOCAB, shp), device)
+    model, x, y = gpt_and_batch(shape, shape["block_size"], device)
 
     def step() -> None:
         model.zero_grad()

@@ -15,14 +15,34 @@ import argparse
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 import minilora as ml
 from minilora import F, backend
+from minilora.nn import GPT, GPTConfig
 
 B, T, C, NH, V = 8, 256, 384, 6, 256
+
+
+VOCAB = 65  # the character vocabulary of the benchmark GPTs (bench_gpt, bench_peft, run)
+
+
+def gpt_config(shape: dict) -> GPTConfig:
+    """The benchmark GPT of ``shape`` (block_size, n_layer, n_head, n_embd)."""
+    return GPTConfig(VOCAB, shape["block_size"], shape["n_layer"], shape["n_head"], shape["n_embd"])
+
+
+def gpt_and_batch(shape: dict, T: int, device: str) -> tuple[GPT, Any, Any]:
+    """A GPT of ``shape`` from seed 0 and a fixed random batch (inputs, targets), each (shape["batch"], T)."""
+    ml.manual_seed(0)
+    model = GPT(gpt_config(shape)).to(device)
+    rng = np.random.default_rng(0)
+    x = backend.to_device(rng.integers(0, VOCAB, (shape["batch"], T)), device)  # (B, T)
+    y = backend.to_device(rng.integers(0, VOCAB, (shape["batch"], T)), device)  # (B, T)
+    return model, x, y
 
 
 def device_sync(device: str) -> Callable[[], None]:

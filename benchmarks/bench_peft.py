@@ -35,11 +35,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from bench_ops import device_sync, timed  # benchmarks/ is on sys.path when run as a script
+from bench_ops import device_sync, gpt_and_batch, timed  # benchmarks/ is on sys.path when run as a script
 
-import minilora as ml
-from minilora import backend
-from minilora.nn import GPT, GPTConfig
 from minilora.peft import (
     AdapterConfig,
     FullFineTuneConfig,
@@ -57,7 +54,6 @@ SHAPES = {
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8),
     "wide": dict(n_layer=4, n_head=12, n_embd=768, block_size=128, batch=8),  # GPT-2 small's width
 }
-VOCAB = 65
 METHODS: dict[str, Callable[[], Any]] = {
     "full": FullFineTuneConfig,
     "lora": lambda: LoraConfig(r=8),
@@ -72,14 +68,9 @@ METHODS: dict[str, Callable[[], Any]] = {
 
 def setup(method: str, shape: dict, device: str) -> tuple[Any, Any, Callable[[], None]]:
     """(peft model, optimizer, one training step) for ``method`` on a fresh model from seed 0."""
-    ml.manual_seed(0)
-    cfg = GPTConfig(VOCAB, shape["block_size"], shape["n_layer"], shape["n_head"], shape["n_embd"])
-    model = get_peft_model(GPT(cfg).to(device), METHODS[method]())
+    base, x, y = gpt_and_batch(shape, shape["block_size"] - 16, device)
+    model = get_peft_model(base, METHODS[method]())
     opt = make_optimizer(model, TrainConfig(lr=1e-4, weight_decay=0.0 if method != "full" else 0.1, device=device))
-    rng = np.random.default_rng(0)
-    shp = (shape["batch"], shape["block_size"] - 16)
-    x = backend.to_device(rng.integers(0, VOCAB, shp), device)
-    y = backend.to_device(rng.integers(0, VOCAB, shp), device)
 
     def step() -> None:
         opt.zero_grad()

@@ -36,14 +36,13 @@ from typing import Any
 
 import numpy as np
 from bench_gpt import SHAPES, raw_matmul_flops
-from bench_ops import device_sync, timed
+from bench_ops import device_sync, gpt_config, timed
 from bench_peft import METHODS, peak_bytes, setup, weight_bytes
 from tqdm import tqdm
 
 from minilora import backend
 from minilora.nn import GPT, GPTConfig
 
-VOCAB = 65
 PROMPT_ROOM = 16  # bench_peft.setup's batch is (batch, block_size - 16)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,7 +82,7 @@ def machine() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- measuring
 def base_params(shape: dict) -> tuple[int, GPTConfig]:
     """N of nanoGPT's FLOP estimate: the plain model's parameters without the position table."""
-    cfg = GPTConfig(VOCAB, shape["block_size"], shape["n_layer"], shape["n_head"], shape["n_embd"])
+    cfg = gpt_config(shape)
     model = GPT(cfg)
     return model.num_parameters() - model.transformer.wpe.weight.size, cfg
 
