@@ -60,7 +60,7 @@ class CompletionTask:
         self.train_pairs, self.val_pairs = list(train_pairs), list(val_pairs)
         self.tokenizer, self.window, self.batch_size, self.device = tokenizer, window, batch_size, device
         self.eval_batch_size = eval_batch_size
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)  # host: batches are drawn on the host, then moved
 
     def next_batch(self) -> tuple[Any, Any]:
         pick = self.rng.integers(0, len(self.train_pairs), size=self.batch_size)

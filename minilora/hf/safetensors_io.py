@@ -53,7 +53,7 @@ def _read_bf16(path: Path, header_len: int, info: dict[str, Any]) -> np.ndarray:
     start, end = info["data_offsets"]
     with open(path, "rb") as f:
         f.seek(8 + header_len + start)
-        raw = np.frombuffer(f.read(end - start), dtype="<u2")
+        raw = np.frombuffer(f.read(end - start), dtype="<u2")  # host: bytes read from the file
     return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
 
 

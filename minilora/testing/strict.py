@@ -53,7 +53,7 @@ def _wrap(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return ndarray(v)
     if isinstance(v, np.generic):
-        return ndarray(np.asarray(v))
+        return ndarray(np.asarray(v))  # host: the stand-in wraps NumPy
     if isinstance(v, tuple):
         return tuple(_wrap(e) for e in v)
     if isinstance(v, list):
@@ -188,14 +188,14 @@ def asarray(a: Any, dtype: Any = None, order: Any = None) -> ndarray:
     """Host data onto the device: the explicit transfer (as cupy.asarray)."""
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == dtype else ndarray(a._a.astype(dtype))
-    return ndarray(np.array(a, dtype=dtype, order=order or "K"))
+    return ndarray(np.array(a, dtype=dtype, order=order or "K"))  # host: explicit upload
 
 
 array = asarray
 
 
 def asnumpy(a: Any) -> np.ndarray:
-    return a.get() if isinstance(a, ndarray) else np.asarray(a)
+    return a.get() if isinstance(a, ndarray) else np.asarray(a)  # host
 
 
 def get_array_module(*args: Any) -> types.ModuleType:

@@ -39,7 +39,7 @@ class CheckpointError(ValueError):
 
 # ----------------------------------------------------------------------------- writing
 def _json_array(obj: Any) -> np.ndarray:
-    return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
+    return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)  # host: metadata bytes
 
 
 def save_checkpoint(
