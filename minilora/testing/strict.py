@@ -234,7 +234,7 @@ class _Generator:
     """cupy.random.Generator's subset: random, standard_normal, integers, uniform."""
 
     def __init__(self, seed: Any) -> None:
-        self._g = np.random.default_rng(seed)
+        self._g = np.random.default_rng(seed)  # host: the stand-in's "device" is the host
 
     def random(self, size: Any = None, dtype: Any = np.float64) -> ndarray:
         return _wrap(self._g.random(size, dtype=dtype))
@@ -250,7 +250,7 @@ class _Generator:
 
 
 def _scatter_add(a: ndarray, indices: Any, values: Any) -> None:
-    np.add.at(a._a, _unwrap(indices, "index"), _unwrap(values))
+    np.add.at(a._a, _unwrap(indices, "index"), _unwrap(values))  # host: the stand-in's own scatter-add
 
 
 random = types.SimpleNamespace(default_rng=_Generator)
