@@ -12,21 +12,32 @@ check_backward) compares <dL/dx, d> with (L(x + eps d) - L(x - eps d)) / 2 eps
 along a few random unit directions d, which costs two forwards per direction
 whatever the size of x. A value passes when |analytic - numeric| <= atol + rtol |numeric|.
 
-Every op registers a case here (``register``); ``minilora gradcheck`` runs them all.
+Every op registers its cases in ``minilora.gradcheck_cases`` (a leaf module, re-exported here:
+``from minilora.gradcheck import register`` works too); ``run_case`` checks one, and
+``minilora gradcheck`` (``minilora/cli/gradcheck_cmd.py``) collects and runs them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from minilora import backend
-
-if TYPE_CHECKING:  # imported lazily below: every op module imports this one to register its cases
-    from minilora.tensor import Tensor
+from minilora.autograd import no_grad
+from minilora.gradcheck_cases import (  # noqa: F401  (re-exported: ``from minilora.gradcheck import register``)
+    CASES,
+    Case,
+    InputSpec,
+    away_from_zero,
+    integers,
+    register,
+    spec,
+    uniform,
+)
+from minilora.tensor import Tensor
 
 
 class GradcheckError(AssertionError):
@@ -43,8 +54,6 @@ class Report:
 
 
 def _as_float64(x: Any, device: str | None) -> Tensor:
-    from minilora.tensor import Tensor  # noqa: PLC0415
-
     if isinstance(x, Tensor):
         data, req = x.data, x.requires_grad
     else:
@@ -76,9 +85,6 @@ def check_grad(
     become tensors that require grad; a Tensor keeps its requires_grad flag);
     integer ones pass through unchanged. Only inputs that require grad are checked.
     """
-    from minilora.autograd import no_grad  # noqa: PLC0415
-    from minilora.tensor import Tensor  # noqa: PLC0415
-
     if mode not in ("full", "random_directions"):
         raise ValueError(f"check_grad: mode must be 'full' or 'random_directions', got {mode!r}")
     devices = {x.device for x in inputs if isinstance(x, Tensor)}
@@ -163,107 +169,12 @@ def _direction_probes(x: Tensor, rng: np.random.Generator, n: int) -> Callable[[
     return probes
 
 
-# ----------------------------------------------------------------------------- registry of op cases
-InputSpec = Any  # a shape tuple (standard normal), or a callable rng -> np.ndarray
+# ----------------------------------------------------------------------------- running registered cases
+def case_inputs(case: Case, device: str = "cpu", seed: int = 0) -> list[Tensor]:
+    """A registered case's inputs as float64 tensors on ``device`` (floating ones require grad)."""
+    return [_as_float64(backend.to_device(a, device), None) for a in case.make_arrays(seed)]
 
 
-@dataclasses.dataclass
-class Case:
-    """One registered finite-difference case of an op."""
-
-    name: str
-    op: type
-    fn: Callable[..., Tensor]
-    inputs: tuple[InputSpec, ...]
-    atol: float = 1e-5
-    rtol: float = 1e-4
-    mode: str = "full"
-
-    def make_inputs(self, device: str = "cpu", seed: int = 0) -> list[Tensor]:
-        rng = np.random.default_rng(seed)
-        arrays = [spec(rng) if callable(spec) else rng.standard_normal(spec) for spec in self.inputs]
-        return [_as_float64(backend.to_device(a, device), None) for a in arrays]
-
-    def shapes(self) -> str:
-        return ", ".join(
-            "x".join(map(str, s)) if isinstance(s, tuple) else getattr(s, "label", "?") for s in self.inputs
-        )
-
-    def run(self, device: str = "cpu") -> Report:
-        return check_grad(self.fn, self.make_inputs(device), atol=self.atol, rtol=self.rtol, mode=self.mode)
-
-
-CASES: list[Case] = []
-
-
-def register(
-    op: type,
-    fn: Callable[..., Tensor],
-    *inputs: InputSpec,
-    name: str | None = None,
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-    mode: str = "full",
-) -> None:
-    """Register a float64 finite-difference case for ``op``; several cases per op are welcome."""
-    CASES.append(Case(name or op.__name__, op, fn, inputs, atol, rtol, mode))
-
-
-def spec(label: str, make: Callable[[np.random.Generator], np.ndarray]) -> Callable[[np.random.Generator], np.ndarray]:
-    """An input spec with a readable label for the gradcheck table."""
-    make.label = label  # type: ignore[attr-defined]
-    return make
-
-
-def uniform(low: float, high: float, *shape: int) -> Callable[[np.random.Generator], np.ndarray]:
-    """Inputs drawn from U(low, high): positive values for log and sqrt, say."""
-    return spec("x".join(map(str, shape)), lambda rng: rng.uniform(low, high, shape))
-
-
-def away_from_zero(*shape: int, margin: float = 0.1) -> Callable[[np.random.Generator], np.ndarray]:
-    """Standard normal values pushed at least ``margin`` away from 0 (kinks: relu, abs, max ties)."""
-
-    def make(rng: np.random.Generator) -> np.ndarray:
-        v = rng.standard_normal(shape)
-        return np.where(v >= 0, v + margin, v - margin)
-
-    return spec("x".join(map(str, shape)), make)
-
-
-def integers(high: int, *shape: int) -> Callable[[np.random.Generator], np.ndarray]:
-    """Integer inputs (indices, targets): passed through, never differentiated."""
-    return spec("int " + "x".join(map(str, shape)), lambda rng: rng.integers(0, high, shape))
-
-
-def import_all_modules() -> None:
-    """Import every module of the minilora package, so every Function and its cases are registered.
-
-    Modules that need an optional extra that is not installed (safetensors, tokenizers, ...) are skipped.
-    """
-    import importlib  # noqa: PLC0415
-    import pkgutil  # noqa: PLC0415
-
-    import minilora  # noqa: PLC0415
-
-    for info in pkgutil.walk_packages(minilora.__path__, "minilora."):
-        if info.name.rsplit(".", 1)[-1] == "__main__":  # running it would start the command line
-            continue
-        try:
-            importlib.import_module(info.name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or exc.name.split(".")[0] == "minilora":
-                raise
-
-
-def run_all(device: str = "cpu", names: Sequence[str] | None = None) -> list[tuple[Case, Report | Exception]]:
-    """Run every registered case (or those whose name is in ``names``) of every minilora module."""
-    import_all_modules()
-    results: list[tuple[Case, Report | Exception]] = []
-    for case in CASES:
-        if names and case.name not in names:
-            continue
-        try:
-            results.append((case, case.run(device)))
-        except Exception as exc:  # reported in the table, not raised
-            results.append((case, exc))
-    return results
+def run_case(case: Case, device: str = "cpu") -> Report:
+    """Check one registered case on ``device``; raise GradcheckError on a mismatch."""
+    return check_grad(case.fn, case_inputs(case, device), atol=case.atol, rtol=case.rtol, mode=case.mode)

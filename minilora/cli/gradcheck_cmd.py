@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
+from collections.abc import Sequence
 from typing import Any
 
+import minilora
 from minilora import backend
-from minilora.gradcheck import run_all
+from minilora.gradcheck import Report, run_case
+from minilora.gradcheck_cases import CASES, Case
+
+
+def import_all_modules() -> None:
+    """Import every module of the minilora package, so every Function and its cases are registered.
+
+    Modules that need an optional extra that is not installed (safetensors, tokenizers, ...) are skipped.
+    """
+    for info in pkgutil.walk_packages(minilora.__path__, "minilora."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # running it would start the command line
+            continue
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "minilora":
+                raise
+
+
+def run_all(device: str = "cpu", names: Sequence[str] | None = None) -> list[tuple[Case, Report | Exception]]:
+    """Run every registered case (or those whose name is in ``names``) of every minilora module."""
+    import_all_modules()
+    results: list[tuple[Case, Report | Exception]] = []
+    for case in CASES:
+        if names and case.name not in names:
+            continue
+        try:
+            results.append((case, run_case(case, device)))
+        except Exception as exc:  # reported in the table, not raised
+            results.append((case, exc))
+    return results
 
 
 def add_parser(sub: Any, name: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from minilora.autograd import Function
 from minilora.backend import get_array_module
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from minilora.autograd import Function, unbroadcast
-from minilora.gradcheck import register, uniform
+from minilora.gradcheck_cases import register, uniform
 
 
 def _check_broadcast(op: str, a: Any, b: Any) -> None:

@@ -25,7 +25,7 @@ from numpy.random import Generator
 
 from minilora import backend
 from minilora.autograd import Function
-from minilora.gradcheck import register, spec
+from minilora.gradcheck_cases import register, spec
 from minilora.ops.dropout import keep_mask
 from minilora.ops.linear import check_same_dtype
 

@@ -21,7 +21,7 @@ from numpy.random import Generator
 
 from minilora import backend
 from minilora.autograd import Function
-from minilora.gradcheck import integers, register, spec
+from minilora.gradcheck_cases import integers, register, spec
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minilora.autograd import Function
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor

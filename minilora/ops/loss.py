@@ -18,7 +18,7 @@ import numpy as np
 from numpy.random import Generator
 
 from minilora.autograd import Function
-from minilora.gradcheck import register, spec
+from minilora.gradcheck_cases import register, spec
 from minilora.ops.embedding import as_index_array, check_indices
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import Any
 
 from minilora import backend
 from minilora.autograd import Function, unbroadcast
-from minilora.gradcheck import away_from_zero, register, spec, uniform
+from minilora.gradcheck_cases import away_from_zero, register, spec, uniform
 from minilora.tensor import Tensor
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minilora.autograd import Function
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 from minilora.ops.linear import check_same_dtype
 
 if TYPE_CHECKING:

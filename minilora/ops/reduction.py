@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from minilora.autograd import Function
-from minilora.gradcheck import away_from_zero, register, spec
+from minilora.gradcheck_cases import away_from_zero, register, spec
 
 Axis = int | tuple[int, ...] | None
 

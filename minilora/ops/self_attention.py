@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 from minilora.ops.attention import ScaledDotProductAttention, allowed_mask
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.autograd import Function
-from minilora.gradcheck import integers, register, spec
+from minilora.gradcheck_cases import integers, register, spec
 from minilora.tensor import Tensor
 
 

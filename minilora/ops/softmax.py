@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minilora.autograd import Function
-from minilora.gradcheck import register, spec
+from minilora.gradcheck_cases import register, spec
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor

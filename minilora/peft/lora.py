@@ -27,7 +27,7 @@ from typing import Any
 from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.autograd import Function, no_grad
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 from minilora.nn import Linear, Module, Parameter
 from minilora.ops.linear import check_same_dtype
 from minilora.peft.base_layer import PeftLayer

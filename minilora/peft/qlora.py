@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minilora.autograd import Function
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 from minilora.nn.module import Module, Parameter
 from minilora.ops.linear import check_same_dtype
 from minilora.peft.nf4 import NF4Tensor, quantize_nf4
