@@ -70,7 +70,9 @@ def layer_table(model: Any, targets: Any, r: int) -> list[LayerCount]:
     rows: dict[tuple[str, int, int], int] = {}
     for path in match_targets(model, targets, method="params"):
         layer = model.get_submodule(path)
-        kind = ".".join(p for p in path.split(".") if not p.isdigit() and p not in ("transformer", "h"))
+        parts = path.split(".")
+        block = max((i for i, p in enumerate(parts) if p.isdigit()), default=-1)  # the path inside a block
+        kind = ".".join(parts[block + 1 :])
         key = (kind, layer.out_features, layer.in_features)
         rows[key] = rows.get(key, 0) + 1
     return [LayerCount(kind, d, k, min(r, d, k), n) for (kind, d, k), n in rows.items()]

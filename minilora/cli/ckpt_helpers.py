@@ -33,9 +33,10 @@ def load_model(path: str, device: str) -> tuple[Any, Any, Any]:
             raise CLIError(_one_line(str(exc))) from None
     try:
         ckpt = load_checkpoint(path)
-        if ckpt.meta.get("model_class") != "GPT":
+        if ckpt.is_classifier:
             raise CheckpointError(
-                f"{path} holds a {ckpt.meta.get('model_class')} model; this command needs a language model (GPT)"
+                f"{path} holds a {ckpt.meta.get('model_class')} model (a sequence classifier); "
+                f"this command needs a language model ({ckpt.family.lm_cls.__name__})"
             )
         model = build_model(ckpt, device)
         tokenizer = ckpt.tokenizer()

@@ -139,13 +139,13 @@ def finetune(
     name: str, cfg: DemoConfig, base: Pretrained, base_state: dict[str, Any], data: DomainData
 ) -> MethodResult:
     """Fine-tune a fresh copy of the base with method ``name``; save its adapter; measure everything."""
-    from minilora import nn  # noqa: PLC0415
+    from minilora.models import family_of  # noqa: PLC0415
     from minilora.peft import get_peft_model  # noqa: PLC0415
     from minilora.train import TrainConfig, Trainer  # noqa: PLC0415
 
     method = METHODS[name]
     backend.manual_seed(cfg.seed)  # the same adapter initialisation and batches on every run
-    model = nn.GPT(base.model.config).to(cfg.device)
+    model = family_of(base.model).build(base.model.config).to(cfg.device)
     model.load_state_dict(base_state)
     peft = get_peft_model(model, method.make_config(), tokenizer=base.tokenizer)  # prompt tuning's text init
     trainable, total = peft.get_nb_trainable_parameters()

@@ -279,6 +279,7 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
 
     The config is written last, so a half-written folder never looks complete.
     """
+    from minilora.models import family_of  # noqa: PLC0415
     from minilora.peft.targets import candidate_modules  # noqa: PLC0415
 
     name = model.active_adapter if adapter_name is None else adapter_name
@@ -299,7 +300,7 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
         target_modules=peft_target_modules(lora_paths, names),
         modules_to_save=save_paths,
         fan_in_fan_out=any(p.rpartition(".")[2] not in HF_LINEAR for p in lora_paths),
-        task_type="SEQ_CLS" if type(base).__name__ == "GPTForSequenceClassification" else "CAUSAL_LM",
+        task_type="SEQ_CLS" if family_of(base).is_classifier(base) else "CAUSAL_LM",
         base_model_name_or_path=getattr(base, "name_or_path", None),
     )
     p = Path(directory)

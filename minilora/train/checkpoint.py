@@ -2,10 +2,11 @@
 
 Layout of the archive (``np.load(path, allow_pickle=False)`` reads it):
 
-- ``meta``: a uint8 array holding UTF-8 JSON: format and version, step, model class and
-  config, tokenizer vocabulary, schedule, training config, RNG states (minilora's
-  generators and the batch sampler's), the optimizer's hyper-parameters and step counts,
-  and the list of weight names;
+- ``meta``: a uint8 array holding UTF-8 JSON: format and version, step, model family
+  (``minilora.models``; absent in older files, which are GPT-2), model class and config,
+  tokenizer vocabulary, schedule, training config, RNG states (minilora's generators and
+  the batch sampler's), the optimizer's hyper-parameters and step counts, and the list of
+  weight names;
 - ``model.<name>``: every entry of ``model.state_dict()``, as host arrays;
 - ``optim.<index>.<key>``: every optimizer state array (Adam moments, momentum buffers).
 
@@ -63,6 +64,7 @@ def save_checkpoint(
         "format": FORMAT,
         "version": VERSION,
         "step": int(step),
+        "family": _family_name(model),
         "model_class": type(model).__name__,
         "model_config": model.config.to_dict() if hasattr(model, "config") else None,
         "num_classes": getattr(model, "num_classes", None),
@@ -89,6 +91,15 @@ def save_checkpoint(
     atomic_write_npz(path, arrays)
 
 
+def _family_name(model: Any) -> str | None:
+    from minilora.models import family_of  # noqa: PLC0415
+
+    try:
+        return family_of(model).name
+    except ValueError:  # a model of no registered family: saved, but build_model cannot rebuild it
+        return None
+
+
 # ----------------------------------------------------------------------------- reading
 @dataclasses.dataclass
 class Checkpoint:
@@ -106,6 +117,21 @@ class Checkpoint:
     @property
     def model_config(self) -> dict[str, Any] | None:
         return self.meta.get("model_config")
+
+    @property
+    def family(self) -> Any:
+        """The model's Family (minilora.models); checkpoints written before families were recorded are GPT-2."""
+        from minilora.models import get_family  # noqa: PLC0415
+
+        try:
+            return get_family(self.meta.get("family") or "gpt2")
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
+
+    @property
+    def is_classifier(self) -> bool:
+        """True for a sequence classifier (a saved num_classes), False for a language model."""
+        return self.meta.get("num_classes") is not None
 
     def tokenizer(self) -> Any:
         from minilora.data import CharTokenizer  # noqa: PLC0415
@@ -195,21 +221,14 @@ def restore_optimizer(ckpt: Checkpoint, optimizer: Any) -> None:
 
 
 def build_model(ckpt: Checkpoint, device: str = "cpu") -> Any:
-    """A fresh GPT (or GPTForSequenceClassification) built from the saved config, with the saved weights."""
-    from minilora import nn  # noqa: PLC0415
-
+    """A fresh model of the checkpoint's family (its language model, or its classifier), with the saved weights."""
     if ckpt.model_config is None:
         raise CheckpointError(f"{ckpt.path}: the checkpoint has no model config, so no model can be built from it")
+    family = ckpt.family
     try:
-        config = nn.GPTConfig.from_dict(ckpt.model_config)
+        config = family.config_cls.from_dict(ckpt.model_config)
+        model = family.build(config, int(ckpt.meta["num_classes"]) if ckpt.is_classifier else None)
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{ckpt.path}: bad model config in the checkpoint ({exc})") from None
-    cls = ckpt.meta.get("model_class")
-    if cls == "GPTForSequenceClassification":
-        model = nn.GPTForSequenceClassification(config, int(ckpt.meta["num_classes"]))
-    elif cls == "GPT":
-        model = nn.GPT(config)
-    else:
-        raise CheckpointError(f"{ckpt.path}: cannot build a model of class {cls!r} (expected GPT)")
     restore_model(ckpt, model)
     return model.to(device)

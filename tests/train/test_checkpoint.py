@@ -139,3 +139,17 @@ def test_classifier_checkpoint_builds(tmp_path, tiny_config):
     save_checkpoint(tmp_path / "c.npz", clf)
     rebuilt = build_model(load_checkpoint(tmp_path / "c.npz"))
     assert isinstance(rebuilt, nn.GPTForSequenceClassification) and rebuilt.num_classes == 2
+
+
+def test_checkpoint_records_the_family_and_old_files_load(tmp_path, tiny_gpt):
+    model = tiny_gpt(0)
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, model)
+    ck = load_checkpoint(path)
+    assert ck.meta["family"] == "gpt2" and ck.family.name == "gpt2" and not ck.is_classifier
+    ck.meta.pop("family")  # a checkpoint written before families were recorded: GPT-2
+    assert type(build_model(ck)) is nn.GPT
+    clf = nn.GPTForSequenceClassification(model.config, 3)
+    save_checkpoint(path, clf)
+    built = build_model(load_checkpoint(path))
+    assert type(built) is nn.GPTForSequenceClassification and built.num_classes == 3
