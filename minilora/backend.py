@@ -92,12 +92,18 @@ def device_of(a: Any) -> str:
 
 
 def get_array_module(*arrays: Any) -> ModuleType:
-    """numpy or cupy, from the arrays given (Python scalars and None are ignored)."""
+    """numpy or cupy, from the arrays or Tensors given (Python scalars and None are ignored).
+
+    A Tensor is unwrapped to its ``.data`` (duck-typed: this module sits below the Tensor).
+    """
+    xp = _cuda_module
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool, np.ndarray, np.generic)):
             continue
-        xp = _cuda_module
         if xp is not None and isinstance(a, xp.ndarray):
+            return xp
+        data = getattr(a, "data", None)  # a Tensor; a CuPy array's own .data (a pointer) was caught above
+        if xp is not None and isinstance(data, xp.ndarray):
             return xp
     return np
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minilora import backend
+from minilora.tensor import Tensor
 from minilora.testing import strict
 
 
@@ -22,6 +23,14 @@ def test_get_array_module_and_device_of():
         assert backend.device_of(d) == "cuda"
     with pytest.raises(TypeError, match="expected a NumPy or CuPy array, got list"):
         backend.device_of([1, 2])
+
+
+def test_get_array_module_unwraps_a_tensor(device):
+    t = Tensor(backend.to_device(np.ones(3), device))
+    xp = backend.module_for(device)
+    assert backend.get_array_module(t) is xp
+    assert backend.get_array_module(None, 2.0, t) is xp
+    assert backend.get_array_module(Tensor(np.ones(2))) is np
 
 
 def test_to_device_and_to_host(device):
