@@ -1,4 +1,12 @@
-"""minilora: a from-scratch deep-learning framework in NumPy/CuPy for learning how fine-tuning works."""
+"""minilora: a from-scratch deep-learning framework in NumPy/CuPy for learning how fine-tuning works.
+
+``import minilora as ml`` loads the engine (Tensor, autograd, F, nn); the other subpackages load on
+first use (``ml.optim.AdamW``, ``ml.peft``, ``ml.data``, ``ml.train``, ``ml.hf``, ...), so importing
+minilora stays fast and never imports an optional extra (CuPy, safetensors, tokenizers, matplotlib).
+"""
+
+import importlib
+from typing import Any
 
 from minilora import (
     functional,  # noqa: F401
@@ -13,6 +21,25 @@ from minilora.models import build_model
 from minilora.tensor import Tensor, tensor
 
 __version__ = "0.1.0"
+
+# subpackages imported on first attribute access (PEP 562)
+_LAZY = ("analysis", "cli", "data", "demo", "distributed", "hf", "io", "models", "ops", "optim", "peft", "testing",
+         "train")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        try:
+            return importlib.import_module(f"minilora.{name}")  # the import also sets it as an attribute
+        except ModuleNotFoundError as exc:
+            if exc.name != f"minilora.{name}":
+                raise
+    raise AttributeError(f"module 'minilora' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "F",

@@ -6,7 +6,9 @@ minilora/ops/ and docs/ops/), except the thin wrappers at the end.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from minilora.ops.activation import gelu, silu
 from minilora.ops.attention import scaled_dot_product_attention
@@ -17,11 +19,35 @@ from minilora.ops.loss import cross_entropy
 from minilora.ops.math import masked_fill, where
 from minilora.ops.normalization import layer_norm, rms_norm
 from minilora.ops.self_attention import self_attention
-from minilora.ops.shape import concat, split, stack
-from minilora.ops.softmax import log_softmax, softmax
+from minilora.ops.shape import concat as _concat
+from minilora.ops.shape import split as _split
+from minilora.ops.shape import stack as _stack
+from minilora.ops.softmax import log_softmax as _log_softmax
+from minilora.ops.softmax import softmax as _softmax
+from minilora.tensor import resolve_dim
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor
+
+
+def _accepts_dim(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` that also takes PyTorch's ``dim=`` for its ``axis=`` (F.softmax(x, dim=-1) as in torch)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, dim: int | None = None, **kwargs: Any) -> Any:
+        if dim is not None:
+            kwargs["axis"] = resolve_dim(fn.__name__, kwargs.get("axis"), dim)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+softmax = _accepts_dim(_softmax)
+log_softmax = _accepts_dim(_log_softmax)
+concat = _accepts_dim(_concat)
+cat = concat  # torch.cat's name
+stack = _accepts_dim(_stack)
+split = _accepts_dim(_split)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -40,7 +66,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "masked_fill",
-    "relu", "rms_norm", "scaled_dot_product_attention", "self_attention", "sigmoid", "silu", "softmax", "split",
-    "stack", "tanh", "where",
+    "cat", "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax",
+    "masked_fill", "relu", "rms_norm", "scaled_dot_product_attention", "self_attention", "sigmoid", "silu",
+    "softmax", "split", "stack", "tanh", "where",
 ]

@@ -12,6 +12,21 @@ import numpy as np
 
 from minilora import backend
 
+Axes = int | tuple[int, ...] | None
+
+
+def resolve_dim(op: str, axis: Any, dim: Any) -> Any:
+    """``axis``, or PyTorch's ``dim=`` keyword for it (minilora's functions take either, not both)."""
+    if dim is None:
+        return axis
+    if axis is not None:
+        raise TypeError(f"{op}: got both axis={axis!r} and dim={dim!r}; pass one (dim is PyTorch's name for axis)")
+    return dim
+
+
+def _keep(keepdims: bool, keepdim: bool | None) -> bool:
+    return keepdims if keepdim is None else keepdim
+
 
 class Tensor:
     """An n-dimensional array with reverse-mode autodiff. ``.data`` is the raw NumPy/CuPy array."""
@@ -46,7 +61,16 @@ class Tensor:
 
     @property
     def size(self) -> int:
+        """The number of elements (an int, as NumPy's ``size``; PyTorch's ``size()`` is ``shape`` here)."""
         return int(self.data.size)
+
+    def numel(self) -> int:
+        """The number of elements (as torch.Tensor.numel)."""
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        """The number of axes (as torch.Tensor.dim; the same as ``ndim``)."""
+        return self.data.ndim
 
     @property
     def device(self) -> str:
@@ -95,6 +119,12 @@ class Tensor:
         if device == self.device:
             return self
         return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
 
     def numpy(self) -> np.ndarray:
         """A host NumPy copy (an explicit device-to-host transfer)."""
@@ -197,24 +227,36 @@ class Tensor:
     __hash__ = object.__hash__  # tensors are graph nodes: identity, not value, decides equality
 
     # ------------------------------------------------------------------ reductions (ops/reduction.py)
-    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-        return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    # ``dim=`` / ``keepdim=`` are PyTorch's spellings of NumPy's ``axis=`` / ``keepdims=``
+    def sum(
+        self, axis: Axes = None, keepdims: bool = False, *, dim: Axes = None, keepdim: bool | None = None
+    ) -> Tensor:
+        return _ops.Sum.apply(self, axis=resolve_dim("sum", axis, dim), keepdims=_keep(keepdims, keepdim))
 
-    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-        return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def mean(
+        self, axis: Axes = None, keepdims: bool = False, *, dim: Axes = None, keepdim: bool | None = None
+    ) -> Tensor:
+        return _ops.Mean.apply(self, axis=resolve_dim("mean", axis, dim), keepdims=_keep(keepdims, keepdim))
 
-    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-        return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def max(
+        self, axis: Axes = None, keepdims: bool = False, *, dim: Axes = None, keepdim: bool | None = None
+    ) -> Tensor:
+        """The maxima (a Tensor; PyTorch's max(dim=) also returns indices: use argmax for those)."""
+        return _ops.Max.apply(self, axis=resolve_dim("max", axis, dim), keepdims=_keep(keepdims, keepdim))
 
-    def argmax(self, axis: int | None = None) -> Tensor:
+    def argmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
         """Indices of the maxima (no gradient)."""
-        return Tensor(self.data.argmax(axis=axis))
+        return Tensor(self.data.argmax(axis=resolve_dim("argmax", axis, dim)))
 
     # ------------------------------------------------------------------ shapes (ops/shape.py)
     def reshape(self, *shape: Any) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return _ops.Reshape.apply(self, shape=shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        """``reshape`` (as torch.Tensor.view; the result may be a copy, gradients flow either way)."""
+        return self.reshape(*shape)
 
     def transpose(self, *axes: Any) -> Tensor:
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):

@@ -42,3 +42,14 @@ def test_elementwise_wrappers(device):
     np.testing.assert_allclose(F.relu(x).numpy(), [0.0, 0.5])
     np.testing.assert_allclose(F.tanh(x).numpy(), np.tanh([-1.0, 0.5]))
     np.testing.assert_allclose(F.sigmoid(x).numpy(), 1 / (1 + np.exp([1.0, -0.5])))
+
+
+def test_dim_keyword_is_accepted_for_axis():
+    x = ml.tensor(np.random.default_rng(0).standard_normal((3, 4)))
+    np.testing.assert_allclose(F.softmax(x, dim=0).numpy(), F.softmax(x, axis=0).numpy())
+    np.testing.assert_allclose(F.log_softmax(x, dim=-1).numpy(), F.log_softmax(x).numpy())
+    assert F.cat([x, x], dim=1).shape == (3, 8) and F.concat([x, x], dim=0).shape == (6, 4)
+    assert F.stack([x, x], dim=-1).shape == (3, 4, 2)
+    assert [p.shape for p in F.split(x, 2, dim=1)] == [(3, 2), (3, 2)]
+    with pytest.raises(TypeError, match="softmax: got both axis=0 and dim=1"):
+        F.softmax(x, axis=0, dim=1)

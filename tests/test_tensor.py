@@ -86,3 +86,19 @@ def test_argmax_and_shape_properties(device):
 def test_unsupported_operand_is_refused():
     with pytest.raises(TypeError, match="unsupported operand type str"):
         ml.tensor(np.ones(2)) + "a"
+
+
+def test_pytorch_names_numel_dim_view_and_dim_keywords(device):
+    x = ml.tensor(np.arange(12.0).reshape(3, 4), device=device, requires_grad=True)
+    assert x.numel() == 12 and x.dim() == 2
+    v = x.view(4, 3)
+    assert v.shape == (4, 3) and x.view((2, 6)).shape == (2, 6)
+    np.testing.assert_array_equal(x.sum(dim=1).numpy(), x.sum(axis=1).numpy())
+    assert x.mean(dim=0, keepdim=True).shape == (1, 4)
+    np.testing.assert_array_equal(x.max(dim=-1).numpy(), [3.0, 7.0, 11.0])
+    np.testing.assert_array_equal(x.argmax(dim=1).numpy(), [3, 3, 3])
+    v.sum().backward()  # view is differentiable like reshape
+    np.testing.assert_array_equal(x.grad if device == "cpu" else ml.backend.to_host(x.grad), np.ones((3, 4)))
+    with pytest.raises(TypeError, match="both axis=0 and dim=1"):
+        x.sum(axis=0, dim=1)
+    assert x.cpu().device == "cpu"

@@ -51,10 +51,20 @@ class BatchSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[Any, Any]:
+        """One random batch ``(x, y)``, each (batch_size, block_size) int64 on the device."""
         starts = self.rng.integers(0, len(self.tokens) - self.block_size - 1, size=self.batch_size)
         offsets = starts[:, None] + np.arange(self.block_size + 1)  # (B, T + 1)
         window = self.tokens[offsets]
         return (backend.to_device(window[:, :-1], self.device), backend.to_device(window[:, 1:], self.device))
+
+    def __len__(self) -> int:
+        """Batches in one epoch: enough windows to cover the tokens once (on average; windows are random)."""
+        return max(1, -(-(len(self.tokens) - 1) // (self.batch_size * self.block_size)))
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """``for x, y in sampler:`` one epoch of ``len(sampler)`` random batches (as a DataLoader loop)."""
+        for _ in range(len(self)):
+            yield self.sample()
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}
@@ -117,8 +127,18 @@ class ExampleSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[Any, Any, Any]:
+        """One random batch ``(idx, attention_mask, labels)`` (see ``pad_examples``)."""
         pick = self.rng.integers(0, len(self.examples), size=self.batch_size)
         return pad_examples([self.examples[i] for i in pick], self.tokenizer, self.block_size, self.device)
+
+    def __len__(self) -> int:
+        """Batches in one epoch: ceil(examples / batch_size)."""
+        return -(-len(self.examples) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+        """``for idx, mask, labels in sampler:`` one epoch of ``len(sampler)`` random batches."""
+        for _ in range(len(self)):
+            yield self.sample()
 
     state_dict = BatchSampler.state_dict
     load_state_dict = BatchSampler.load_state_dict

@@ -266,7 +266,8 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
     """Load a Hugging Face GPT-2 folder (config.json + model.safetensors) as a float32 minilora GPT.
 
     dropout: the new model's dropout (0.0 by default, as nanoGPT; GPT-2 was trained with 0.1).
-    Only JSON and safetensors are read: loading never executes code.
+    Only JSON and safetensors are read: loading never executes code. The model is returned in
+    eval mode, as Hugging Face's from_pretrained returns it (call ``.train()`` to train with dropout).
     """
     from minilora.nn import GPT
 
@@ -280,6 +281,7 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
     model.load_state_dict(state, strict=False)  # lm_head.weight is the tied wte: one of a tie's names is enough
     model.hf_config = {k: hf[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in hf}
     model.name_or_path = str(p)  # written as base_model_name_or_path by save_adapter(format="peft")
+    model.eval()  # as Hugging Face's from_pretrained: dropout off until .train()
     return model.to(device) if device != "cpu" else model
 
 

@@ -338,9 +338,13 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (``set_to_none=False``: fill existing ones with zeros, as PyTorch)."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = p.xp.zeros_like(p.grad)  # out of place: backward may share arrays
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of scalars in the parameters, a tied parameter counted once."""
@@ -380,6 +384,14 @@ class Module:
                 else:
                     module._buffers[name] = _convert(b, device, dtype)
         return self
+
+    def cpu(self) -> Module:
+        """Move every parameter and buffer to the host (``to("cpu")``), in place."""
+        return self.to("cpu")
+
+    def cuda(self) -> Module:
+        """Move every parameter and buffer to the GPU (``to("cuda")``, CuPy), in place."""
+        return self.to("cuda")
 
     def double(self) -> Module:
         """Cast floating state to float64 (for finite-difference checks); ``to(dtype=np.float32)`` casts back."""

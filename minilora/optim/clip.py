@@ -57,6 +57,9 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> Tensor:
     return total
 
 
+clip_grad_norm_ = clip_grad_norm  # PyTorch's name (torch.nn.utils.clip_grad_norm_)
+
+
 def scale_grads(params: Iterable[Any], max_norm: float, total_norm: Tensor) -> None:
     """The clipping half of clip_grad_norm, for a norm computed already (the trainer checks it is finite first)."""
     ps = _with_grad(params)

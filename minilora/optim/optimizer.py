@@ -58,11 +58,17 @@ class Optimizer:
         self.param_groups.append(g)
 
     # ------------------------------------------------------------------ the loop's calls
-    def zero_grad(self) -> None:
-        """Drop every gradient (None, not zeros: backward then stores instead of adding)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every gradient (None, not zeros: backward then stores instead of adding).
+
+        ``set_to_none=False`` (PyTorch's option) fills existing gradients with zeros instead.
+        """
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad = p.xp.zeros_like(p.grad)  # out of place: backward may share arrays
 
     def step(self) -> None:
         """One update of every trainable parameter that has a gradient (frozen or grad-less ones are skipped)."""

@@ -6,17 +6,37 @@ import dataclasses
 from typing import Any, ClassVar
 
 
+class TaskType:
+    """PEFT's task types that minilora has models for (``LoraConfig(task_type=TaskType.CAUSAL_LM)``)."""
+
+    CAUSAL_LM = "CAUSAL_LM"  # GPT (a language model)
+    SEQ_CLS = "SEQ_CLS"  # GPTForSequenceClassification
+
+
+TASK_TYPES = (TaskType.CAUSAL_LM, TaskType.SEQ_CLS)
+
+
 @dataclasses.dataclass
 class PeftConfig:
-    """Common base: ``peft_type`` names the method; ``to_dict``/``from_dict`` are what save_adapter writes."""
+    """Common base: ``peft_type`` names the method; ``to_dict``/``from_dict`` are what save_adapter writes.
+
+    ``task_type`` (keyword only, as in PEFT: "CAUSAL_LM" or "SEQ_CLS") is recorded in the saved
+    config; the model itself decides what is trained, so it may be left out.
+    """
 
     peft_type: ClassVar[str] = ""
+    task_type: str | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, list):
                 setattr(self, f.name, tuple(v))
+        if self.task_type is not None:
+            self.task_type = str(getattr(self.task_type, "value", self.task_type))  # PEFT's TaskType enum too
+            if self.task_type not in TASK_TYPES:
+                raise ValueError(f"{type(self).__name__}.task_type must be one of {TASK_TYPES} or None (minilora "
+                                 f"has causal LMs and sequence classifiers), got {self.task_type!r}")
         self.validate()
 
     def validate(self) -> None:

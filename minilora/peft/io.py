@@ -152,7 +152,8 @@ def load_adapter(
 
     Returns the PeftModel. Refuses (AdapterError) an adapter trained on another base (fingerprints differ),
     a different method family, or arrays that do not fit; on any failure the model is left unchanged.
-    ``is_trainable=False`` loads the adapter frozen, for inference. ``format=None`` detects it: Hugging Face
+    ``is_trainable=False`` loads the adapter frozen and returns the model in eval mode (dropout off), for
+    inference, as PEFT. ``format=None`` detects it: Hugging Face
     PEFT's layout (adapter_config.json with peft_type + adapter_model.safetensors) or minilora's.
     """
     if format is None:
@@ -160,14 +161,16 @@ def load_adapter(
     _check_format(format, "load_adapter")
     # [hf interop] a Hugging Face PEFT folder (adapter_config.json + adapter_model.safetensors) is auto-detected
     if format == "peft" or _peft_format("load_adapter").is_peft_dir(directory):
-        return _peft_format("load_adapter").load_adapter(model, directory, adapter_name, is_trainable)
+        peft = _peft_format("load_adapter").load_adapter(model, directory, adapter_name, is_trainable)
+        return peft if is_trainable else peft.eval()
     meta, arrays = read_adapter(directory)
     config = PeftConfig.from_dict(meta["config"])
     _check_fingerprint(model, meta.get("base_fingerprint"), directory)
     build = config  # prompt tuning from text would need the tokenizer; the saved weights replace the init anyway
     if isinstance(config, PromptTuningConfig) and config.init == "text":
         build = dataclasses.replace(config, init="random", init_text=None)
-    return _attach(model, config, build, adapter_name, arrays, directory, is_trainable)
+    peft = _attach(model, config, build, adapter_name, arrays, directory, is_trainable)
+    return peft if is_trainable else peft.eval()  # for inference, as Hugging Face: dropout off
 
 
 def _check_fingerprint(model: Module, want: str | None, directory: str) -> None:

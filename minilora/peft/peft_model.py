@@ -34,6 +34,7 @@ from minilora.peft.config import (
 )
 from minilora.peft.ia3 import IA3Linear
 from minilora.peft.lora import LoraLinear
+from minilora.peft.peft_names import PeftNames
 from minilora.peft.targets import match_targets
 
 VIRTUAL_TOKEN_CONFIGS = (PrefixTuningConfig, PromptTuningConfig)
@@ -54,8 +55,11 @@ def plain_name(name: str) -> str:
     return name.replace(".base_layer.", ".").replace(".base_layer", "")
 
 
-class PeftModel(Module):
-    """A base model plus named adapters; forward and generate delegate to the base model."""
+class PeftModel(PeftNames, Module):
+    """A base model plus named adapters; forward and generate delegate to the base model.
+
+    PEFT's names (from_pretrained, save_pretrained, merge_adapter, ...) come from PeftNames.
+    """
 
     def __init__(self, model: Module, config: PeftConfig, adapter_name: str = "default", tokenizer: Any = None) -> None:
         from minilora.peft.io import base_fingerprint  # noqa: PLC0415  (io imports this module)

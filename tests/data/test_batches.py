@@ -57,3 +57,14 @@ def test_classification_padding(device):
     np.testing.assert_array_equal(backend.to_host(labels), [1, 0])
     s = ExampleSampler([("ab", 1), ("cd", 0)], tok, batch_size=4, block_size=8, seed=0, device=device)
     assert s.sample()[0].shape == (4, 2)
+
+
+def test_samplers_iterate_one_epoch_like_a_loader():
+    tokens = np.arange(200) % 7
+    s = BatchSampler(tokens, batch_size=4, block_size=10, seed=0)
+    batches = list(s)
+    assert len(s) == len(batches) == 5  # ceil(199 / 40)
+    assert all(x.shape == (4, 10) and y.shape == (4, 10) for x, y in batches)
+    np.testing.assert_array_equal(batches[0][0][:, 1:], batches[0][1][:, :-1])
+    ex = ExampleSampler([("ab", 0), ("abc", 1), ("b", 0)], CharTokenizer.default(), batch_size=2, block_size=8)
+    assert len(ex) == 2 and [labels.shape for _, _, labels in ex] == [(2,), (2,)]

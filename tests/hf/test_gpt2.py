@@ -67,6 +67,7 @@ def test_from_pretrained_matches_a_numpy_gpt2_forward(make_hf_folder):
     model = GPT.from_pretrained(folder)
     assert model.config == GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
     assert model.dtype == np.float32
+    assert not model.training  # eval mode, as Hugging Face's from_pretrained
     ref = numpy_gpt2_logits(tensors, {"n_head": 2, "n_embd": 8, "n_layer": 2}, IDX)
     np.testing.assert_allclose(logits(model), ref, rtol=1e-4, atol=1e-5)
 

@@ -168,3 +168,15 @@ def test_module_list_and_dict_behaviour():
         ml_[3]
     d = ModuleDict({"x": Leaf()})
     assert "x" in d and d.keys() == ["x"] and len(d) == 1
+
+
+def test_cpu_and_zero_grad_set_to_none(device):
+    m = ml.nn.Linear(2, 3).to(device)
+    assert m.cpu() is m and m.device == "cpu"
+    m.to(device)
+    for p in m.parameters():
+        p.grad = p.xp.ones(p.shape, p.dtype)
+    m.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not backend.to_host(p.grad).any() for p in m.parameters())
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())

@@ -49,3 +49,9 @@ def test_non_finite_guard_names_step_and_parameter(device):
     with pytest.raises(NonFiniteError, match=r"step 3: the loss is inf"):
         check_finite(3, float("inf"), 1.0, [("h.0.attn.weight", ok)])
     check_finite(1, 0.5, 1.0, [("h.0.attn.weight", ok)])  # finite: no error
+
+
+def test_clip_grad_norm_underscore_is_pytorchs_name():
+    from minilora.optim import clip_grad_norm_
+
+    assert clip_grad_norm_ is clip_grad_norm

@@ -112,3 +112,17 @@ def test_load_state_dict_refuses_mismatch_and_changes_nothing():
     np.testing.assert_array_equal(opt.state_dict()["state"][0]["exp_avg"], before["state"][0]["exp_avg"])
     with pytest.raises(ValueError, match="parameter groups"):
         opt.load_state_dict({"state": {}, "param_groups": []})
+
+
+def test_zero_grad_set_to_none_false_fills_zeros():
+    w = ml.nn.Parameter(np.ones(3, np.float32))
+    opt = SGD([w], lr=0.1)
+    w.grad = np.full(3, 2.0, np.float32)
+    kept = w.grad
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(w.grad, np.zeros(3))
+    np.testing.assert_array_equal(kept, np.full(3, 2.0))  # out of place: an array backward shared is untouched
+    opt.zero_grad(set_to_none=True)
+    assert w.grad is None
+    opt.zero_grad(set_to_none=False)  # no gradient yet: stays None
+    assert w.grad is None

@@ -1,0 +1,50 @@
+"""Hugging Face PEFT's names for what PeftModel already does, so code copied from PEFT runs unchanged.
+
+=======================================  =========================================
+PEFT                                     minilora
+=======================================  =========================================
+``PeftModel.from_pretrained(base, dir)``  ``load_adapter(base, dir)`` (eval mode)
+``peft_model.save_pretrained(dir)``       ``save_adapter(dir)``
+``merge_adapter()`` / ``unmerge_adapter``  ``merge()`` / ``unmerge()``
+``get_base_model()``                     ``base_model``
+=======================================  =========================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minilora.nn import Module
+
+
+class PeftNames:
+    """Mixed into PeftModel: each method is one line over minilora's own."""
+
+    @classmethod
+    def from_pretrained(
+        cls, model: Module, directory: str, adapter_name: str = "default", is_trainable: bool = False,
+        format: str | None = None,
+    ) -> Any:
+        """The adapter saved in ``directory`` on ``model``, in eval mode unless ``is_trainable`` (as PEFT).
+
+        Reads minilora's format and Hugging Face PEFT's (detected); refuses an adapter of another base.
+        """
+        from minilora.peft.io import load_adapter  # noqa: PLC0415  (io imports peft_model, which imports this)
+
+        return load_adapter(model, directory, adapter_name, format=format, is_trainable=is_trainable)
+
+    def save_pretrained(self, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
+        """Save the adapter only (as PEFT; not the base model): ``save_adapter``. ``format="peft"`` for PEFT's files."""
+        return self.save_adapter(directory, adapter_name, format=format)  # type: ignore[attr-defined]
+
+    def merge_adapter(self) -> None:
+        """Fold the active adapter into the base weights, reversibly (``merge``)."""
+        self.merge()  # type: ignore[attr-defined]
+
+    def unmerge_adapter(self) -> None:
+        """Undo ``merge_adapter`` (``unmerge``)."""
+        self.unmerge()  # type: ignore[attr-defined]
+
+    def get_base_model(self) -> Module:
+        """The wrapped model, adapter layers included (``base_model``)."""
+        return self.base_model  # type: ignore[attr-defined]
