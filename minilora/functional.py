@@ -10,7 +10,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from minilora.ops.activation import gelu, silu
+from minilora.ops.activation import gelu, silu, swiglu
 from minilora.ops.attention import scaled_dot_product_attention
 from minilora.ops.dropout import dropout
 from minilora.ops.embedding import embedding
@@ -18,6 +18,7 @@ from minilora.ops.linear import linear
 from minilora.ops.loss import cross_entropy
 from minilora.ops.math import masked_fill, where
 from minilora.ops.normalization import layer_norm, rms_norm
+from minilora.ops.rope import rotary_embedding
 from minilora.ops.self_attention import self_attention
 from minilora.ops.shape import concat as _concat
 from minilora.ops.shape import split as _split
@@ -67,6 +68,6 @@ def sigmoid(x: Tensor) -> Tensor:
 
 __all__ = [
     "cat", "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax",
-    "masked_fill", "relu", "rms_norm", "scaled_dot_product_attention", "self_attention", "sigmoid", "silu",
-    "softmax", "split", "stack", "tanh", "where",
+    "masked_fill", "relu", "rms_norm", "rotary_embedding", "scaled_dot_product_attention", "self_attention",
+    "sigmoid", "silu", "softmax", "split", "stack", "swiglu", "tanh", "where",
 ]

@@ -12,9 +12,9 @@ from minilora.autograd import FUNCTIONS
 CONTRACT = [
     "linear", "gelu", "silu", "softmax", "log_softmax", "layer_norm", "rms_norm", "embedding", "dropout",
     "cross_entropy", "scaled_dot_product_attention", "concat", "stack", "split", "where", "masked_fill",
-    "relu", "tanh", "sigmoid",
+    "relu", "tanh", "sigmoid", "rotary_embedding", "swiglu",
 ]
-MINE = ("activation", "attention", "dropout", "embedding", "linear", "loss", "normalization", "softmax")
+MINE = ("activation", "attention", "dropout", "embedding", "linear", "loss", "normalization", "rope", "softmax")
 
 
 def test_contract_names():

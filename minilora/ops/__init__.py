@@ -1,6 +1,6 @@
 """Tensor-level ops, each a Function with a hand-written backward and a registered gradcheck case."""
 
-from minilora.ops.activation import GELUErf, GELUTanh, SiLU, erf, gelu, silu
+from minilora.ops.activation import GELUErf, GELUTanh, SiLU, SwiGLU, erf, gelu, silu, swiglu
 from minilora.ops.arithmetic import Add, Div, MatMul, Mul, Neg, Pow, Sub
 from minilora.ops.attention import ScaledDotProductAttention, scaled_dot_product_attention
 from minilora.ops.dropout import Dropout, dropout
@@ -10,6 +10,7 @@ from minilora.ops.loss import CrossEntropy, cross_entropy
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
 from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from minilora.ops.reduction import Max, Mean, Sum
+from minilora.ops.rope import RotaryEmbedding, rope_cos_sin, rotary_embedding
 from minilora.ops.self_attention import SelfAttentionQKV, self_attention
 from minilora.ops.shape import Cast, Concat, GetItem, Reshape, Stack, Transpose, concat, split, stack
 from minilora.ops.softmax import LogSoftmax, Softmax, log_softmax, softmax
@@ -19,8 +20,10 @@ __all__ = [
     "Cast", "Concat", "GetItem", "Reshape", "Stack", "Transpose", "concat", "split", "stack",
     "Exp", "Log", "MaskedFill", "ReLU", "Sigmoid", "Sqrt", "Tanh", "Where", "masked_fill", "where",
     "Max", "Mean", "Sum",
-    "GELUErf", "GELUTanh", "SiLU", "erf", "gelu", "silu", "Embedding", "embedding", "Linear", "linear",
+    "GELUErf", "GELUTanh", "SiLU", "SwiGLU", "erf", "gelu", "silu", "swiglu",
+    "Embedding", "embedding", "Linear", "linear",
     "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
     "CrossEntropy", "cross_entropy", "Dropout", "dropout", "ScaledDotProductAttention",
     "scaled_dot_product_attention", "SelfAttentionQKV", "self_attention",
+    "RotaryEmbedding", "rope_cos_sin", "rotary_embedding",
 ]

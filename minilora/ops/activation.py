@@ -138,13 +138,16 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
 
 
+def _sigmoid(xp: Any, x: Any) -> Any:
+    e = xp.exp(-xp.abs(x))  # never overflows: the stable sigmoid
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 class SiLU(Function):
     """y = x s,  s = sigmoid(x);  g_x = g_y s (1 + x (1 - s))."""
 
     def forward(self, x: Any) -> Any:
-        xp = self.xp
-        e = xp.exp(-xp.abs(x))  # never overflows: the stable sigmoid
-        s = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        s = _sigmoid(self.xp, x)
         self.save_for_backward(x, s)
         return x * s
 
@@ -160,3 +163,50 @@ def silu(x: Tensor) -> Tensor:
 
 register(SiLU, silu, (3, 4), name="SiLU")
 register(SiLU, silu, (2, 3, 2), name="SiLU (3-D)")
+
+
+class SwiGLU(Function):
+    """y = silu(gate) * up,  silu(gate) = gate * s,  s = sigmoid(gate)  (the Llama MLP's gated unit).
+
+    g_up = g_y * silu(gate),  g_gate = g_y * up * s (1 + gate (1 - s))  (silu' as in SiLU).
+    Fused, it saves gate and up (the inputs, alive anyway while their producers' graphs are) and recomputes s
+    in backward; composed, silu's output and its sigmoid would be two more saved (B, T, intermediate) arrays.
+    """
+
+    fresh_grads = True  # g_gate and g_up are new arrays
+
+    def forward(self, gate: Any, up: Any) -> Any:
+        s = _sigmoid(self.xp, gate)
+        s *= gate  # silu(gate), in place: s is our own array
+        need_gate, need_up = self.needs_input_grad
+        self.save_for_backward(gate, up if need_gate else None)
+        return s * up
+
+    def backward(self, g_y: Any) -> tuple[Any, Any]:
+        gate, up = self.saved
+        need_gate, need_up = self.needs_input_grad
+        s = _sigmoid(self.xp, gate)
+        g_up = g_y * gate * s if need_up else None  # g_y * silu(gate)
+        g_gate = None
+        if need_gate:
+            g_gate = 1.0 - s
+            g_gate *= gate
+            g_gate += 1.0
+            g_gate *= s  # silu'(gate) = s (1 + gate (1 - s))
+            g_gate *= up
+            g_gate *= g_y
+        return g_gate, g_up
+
+
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    """silu(gate) * up, fused (see SwiGLU): the Llama MLP is down_proj(swiglu(gate_proj(x), up_proj(x)))."""
+    if tuple(gate.shape) != tuple(up.shape):
+        raise ValueError(f"swiglu: gate of shape {tuple(gate.shape)} and up of shape {tuple(up.shape)} differ")
+    if gate.dtype != up.dtype:
+        raise TypeError(f"swiglu: gate has dtype {gate.dtype}, up has {up.dtype}")
+    return SwiGLU.apply(gate, up)
+
+
+register(SwiGLU, swiglu, (3, 4), (3, 4), name="SwiGLU")
+register(SwiGLU, swiglu, (2, 3, 5), (2, 3, 5), name="SwiGLU (3-D)")
+register(SwiGLU, lambda g: swiglu(g, g * 2.0), (2, 4), name="SwiGLU (gate feeds up)")

@@ -1,8 +1,9 @@
-"""Fused scaled dot-product attention with a hand-written backward.
+"""Fused scaled dot-product attention with a hand-written backward, grouped-query attention included.
 
-q (B, nh, Tq, hs), k and v (B, nh, Tk, hs). Composed of primitive ops the
-graph would save the scores, the masked scores, the exponentials and the
-probabilities, four (B, nh, Tq, Tk) arrays; fused, it saves only the
+q (B, nh, Tq, hs), k and v (B, nkv, Tk, hs) with nkv dividing nh (nkv = nh: multi-head
+attention; nkv < nh: grouped-query attention, each key/value head serving nh / nkv query
+heads, as in Llama 3 and Qwen2). Composed of primitive ops the graph would save the
+scores, the masked scores, the exponentials and the probabilities, four (B, nh, Tq, Tk) arrays; fused, it saves only the
 probabilities P (plus a boolean dropout mask when dropout is on) and q, k, v.
 
 Causal masking is aligned to the END: query i may see key j <= i + (Tk - Tq).
@@ -52,6 +53,15 @@ def query_blocks(Tq: int, Tk: int, causal_only: bool) -> list[tuple[int, int, in
     return [(r0, min(r0 + BLOCK_ROWS, Tq), min(r0 + BLOCK_ROWS, Tq) + Tk - Tq) for r0 in range(0, Tq, BLOCK_ROWS)]
 
 
+def group_mask(allowed: Any, nkv: int, g: int) -> Any:
+    """A "may attend" array broadcastable to (B, nh, Tq, Tk) as one broadcastable to (B, nkv, g, Tq, Tk)."""
+    if allowed is None:
+        return None
+    a = allowed.reshape((1,) * (4 - allowed.ndim) + tuple(allowed.shape))  # (b, h, tq, tk), h in {1, nh}
+    b, h, tq, tk = a.shape
+    return a.reshape(b, nkv, g, tq, tk) if h != 1 else a.reshape(b, 1, 1, tq, tk)
+
+
 class ScaledDotProductAttention(Function):
     """out = D(P) V,  P = softmax(S),  S = scale * q k^T masked to -inf,  scale = 1/sqrt(hs),
     D(P) = P * m / (1 - p_drop) (dropout on the probabilities, m the keep mask).
@@ -61,6 +71,11 @@ class ScaledDotProductAttention(Function):
     (FlashAttention's identity, as out = D(P) V: the row sums cost a (Tq, hs) pass, not a (Tq, Tk) one;
     masked entries have P = 0 so g_S = 0),
     g_q = scale * g_S k,  g_k = g_S^T (scale * q)  (the scale goes on the small operands).
+
+    Grouped-query attention: k and v have nkv heads, q has nh = g * nkv; query head h = kv * g + j uses kv head
+    kv. The g query heads of a group are stacked along the rows, q (B, nkv, g * Tq, hs), so each kv head meets
+    its g * Tq query rows in one product and no repeated copy of k or v exists. The group's gradients then sum
+    inside those products: g_k[kv] = sum_j g_S[kv, j]^T qs[kv, j] = g_S_stacked^T qs_stacked, likewise g_v.
 
     With a purely causal mask the rows are computed in blocks (query_blocks), each against the keys it
     may see; the skipped scores have P = 0, so they add nothing to out, g_V or g_k, and their g_S is 0.
@@ -78,84 +93,104 @@ class ScaledDotProductAttention(Function):
     def backward(self, g_out: Any) -> tuple[Any, Any, Any]:
         return self._backward(g_out, *self.needs_input_grad)
 
+    def _rows(self, a: Any, r0: int, r1: int) -> Any:
+        """Query rows [r0, r1) of a grouped (B, nkv, g, Tq, hs) array, stacked: (B, nkv, g * rows, hs).
+
+        A view for one block (or g = 1); a copy of the block's rows otherwise (small: hs wide).
+        """
+        B, nkv, g, _, hs = a.shape
+        return a[:, :, :, r0:r1].reshape(B, nkv, g * (r1 - r0), hs)
+
     def _forward(self, q: Any, k: Any, v: Any, need_q: bool, need_k: bool, need_v: bool) -> Any:
         """The forward on raw arrays, told which of q, k, v need a gradient (SelfAttentionQKV reuses it)."""
         xp = self.xp
-        Tq, Tk = q.shape[2], k.shape[2]
-        self.hs = q.shape[-1]
+        B, nh, Tq, hs = q.shape
+        nkv, Tk = k.shape[1], k.shape[2]
+        g = nh // nkv
+        self.hs = hs
         self.blocks = query_blocks(Tq, Tk, self.causal_only)
-        qs = q * (1.0 / math.sqrt(self.hs))  # (B, nh, Tq, hs): scaling q is a 4x smaller pass than S
+        # (B, nkv, g, Tq, hs): scaling q is a 4x smaller pass than S, and gives a fresh array to stack rows of
+        qs = q.reshape(B, nkv, g, Tq, hs) * (1.0 / math.sqrt(hs))
+        allowed5 = group_mask(self.allowed, nkv, g) if len(self.blocks) == 1 else None
         Ps, outs, m = [], [], None
         for r0, r1, kend in self.blocks:
-            att = qs[:, :, r0:r1] @ xp.swapaxes(k[:, :, :kend], -1, -2)  # S, (B, nh, rows, keys)
-            allowed = self.allowed if len(self.blocks) == 1 else causal_mask(xp, r1 - r0, kend)
+            rows = r1 - r0
+            att = self._rows(qs, r0, r1) @ xp.swapaxes(k[:, :, :kend], -1, -2)  # S, (B, nkv, g * rows, keys)
+            allowed = allowed5 if len(self.blocks) == 1 else causal_mask(xp, rows, kend)
             if allowed is not None:
-                xp.copyto(att, -xp.inf, where=~allowed)  # in place (no masked copy): att is our own fresh array
-            row_max = att.max(axis=-1, keepdims=True)  # (B, nh, rows, 1)
+                # in place (no masked copy): att is our own fresh array, seen as (B, nkv, g, rows, keys)
+                xp.copyto(att.reshape(B, nkv, g, rows, kend), -xp.inf, where=~allowed)
+            row_max = att.max(axis=-1, keepdims=True)  # (B, nkv, g * rows, 1)
             if allowed is not None:
                 row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)  # fully masked row: -inf -> 0, no NaN
             att -= row_max
             xp.exp(att, out=att)
-            denom = att.sum(axis=-1, keepdims=True)  # (B, nh, rows, 1)
+            denom = att.sum(axis=-1, keepdims=True)  # (B, nkv, g * rows, 1)
             if allowed is not None:
                 denom = xp.where(denom == 0, 1.0, denom)
-            att *= 1.0 / denom  # P: a multiply by (B, nh, rows, 1) reciprocals is cheaper than a divide
+            att *= 1.0 / denom  # P: a multiply by (B, nkv, g * rows, 1) reciprocals is cheaper than a divide
             att_d = att
-            if self.dropout_p > 0.0:  # one block then
+            if self.dropout_p > 0.0:  # one block then; the mask is the same as over (B, nh, Tq, Tk)
                 m = keep_mask(att.shape, self.dropout_p, self.device)
                 att_d = att * m * xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=att.dtype)
             Ps.append(att)
-            outs.append(att_d @ v[:, :, :kend])  # (B, nh, rows, hs)
+            outs.append((att_d @ v[:, :, :kend]).reshape(B, nkv, g, rows, -1))  # (B, nkv, g, rows, hv)
         self.allowed = None
-        out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=2)  # (B, nh, Tq, hs)
+        out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=3)  # (B, nkv, g, Tq, hv)
         need_s = need_q or need_k  # the score gradient needs v and out; g_q needs k, g_k needs q
         if need_q or need_k or need_v:
             self.saved = (qs if need_k else None, k if need_q else None, v if need_s else None, Ps, m,
                           out if need_s else None)
-        return out
+        return out.reshape(B, nh, Tq, -1)  # (B, nh, Tq, hv)
 
     def _backward(self, g_out: Any, need_q: bool, need_k: bool, need_v: bool) -> tuple[Any, Any, Any]:
         xp = self.xp
         qs, k, v, Ps, m, out = self.saved
-        scale = 1.0 / math.sqrt(self.hs)
+        B, nh, Tq, hv = g_out.shape
+        nkv, hs = Ps[0].shape[1], self.hs
+        g = nh // nkv
+        g_out = g_out.reshape(B, nkv, g, Tq, hv)  # grouped like q
+        scale = 1.0 / math.sqrt(hs)
         keep_scale = xp.asarray(1.0 / (1.0 - self.dropout_p), dtype=Ps[0].dtype) if m is not None else None
         need_s = need_q or need_k
-        delta = (g_out * out).sum(axis=-1, keepdims=True) if need_s else None  # (B, nh, Tq, 1)
+        delta = (g_out * out).sum(axis=-1, keepdims=True) if need_s else None  # (B, nkv, g, Tq, 1)
         g_q = g_k = g_v = None
         # The last block sees every key: going backwards, its results become g_k and g_v (fresh), and the
         # earlier blocks add into their leading rows in place.
         for (r0, r1, kend), P in zip(reversed(self.blocks), reversed(Ps)):
-            g_o = g_out[:, :, r0:r1]  # (B, nh, rows, hs)
+            g_o = self._rows(g_out, r0, r1)  # (B, nkv, g * rows, hs)
             if need_v:
                 D = P * m * keep_scale if m is not None else P
-                g_vb = xp.swapaxes(D, -1, -2) @ g_o  # (B, nh, keys, hs)
+                g_vb = xp.swapaxes(D, -1, -2) @ g_o  # (B, nkv, keys, hs): the group's rows summed in the product
                 if g_v is None:
                     g_v = g_vb
                 else:
                     g_v[:, :, :kend] += g_vb
             if not need_s:
                 continue
-            g_S = g_o @ xp.swapaxes(v[:, :, :kend], -1, -2)  # g_D, (B, nh, rows, keys): fresh, updated in place
+            g_S = g_o @ xp.swapaxes(v[:, :, :kend], -1, -2)  # g_D, (B, nkv, g * rows, keys): fresh, in place
             if m is not None:
                 g_S *= m
                 g_S *= keep_scale  # g_P
-            g_S -= delta[:, :, r0:r1]
+            g_S -= self._rows(delta, r0, r1)
             g_S *= P  # g_S / scale: the score scale goes on the small operands
             if need_q:
-                g_qb = g_S @ k[:, :, :kend]  # (B, nh, rows, hs)
+                g_qb = g_S @ k[:, :, :kend]  # (B, nkv, g * rows, hs)
                 g_qb *= scale
                 if len(self.blocks) == 1:
-                    g_q = g_qb
+                    g_q = g_qb.reshape(B, nh, Tq, hs)
                 else:
                     if g_q is None:
-                        g_q = xp.empty(g_out.shape[:3] + (k.shape[-1],), dtype=g_out.dtype)
-                    g_q[:, :, r0:r1] = g_qb
+                        g_q = xp.empty((B, nkv, g, Tq, hs), dtype=g_out.dtype)
+                    g_q[:, :, :, r0:r1] = g_qb.reshape(B, nkv, g, r1 - r0, hs)
             if need_k:
-                g_kb = xp.swapaxes(g_S, -1, -2) @ qs[:, :, r0:r1]  # (B, nh, keys, hs); qs carries the scale
+                g_kb = xp.swapaxes(g_S, -1, -2) @ self._rows(qs, r0, r1)  # (B, nkv, keys, hs); qs carries the scale
                 if g_k is None:
                     g_k = g_kb
                 else:
                     g_k[:, :, :kend] += g_kb
+        if g_q is not None and g_q.ndim == 5:
+            g_q = g_q.reshape(B, nh, Tq, hs)
         return g_q, g_k, g_v
 
 
@@ -170,6 +205,8 @@ def scaled_dot_product_attention(
 ) -> Tensor:
     """softmax(q k^T / sqrt(hs) + masking) v, fused (see ScaledDotProductAttention).
 
+    q (B, nh, Tq, hs); k, v (B, nkv, Tk, hs) with nh % nkv == 0: grouped-query attention, query head h uses
+    key/value head h // (nh // nkv) (PyTorch's enable_gqa, transformers' repeat_kv), without repeating k or v.
     mask: booleans broadcastable to (B, nh, Tq, Tk), True where a query may attend a key.
     causal: query i sees keys j <= i + (Tk - Tq) (aligned to the end). dropout_p applies to the
     attention probabilities when ``training``.
@@ -180,11 +217,11 @@ def scaled_dot_product_attention(
             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
     B, nh, Tq, hs = q.shape
-    Tk = k.shape[2]
-    if k.shape != (B, nh, Tk, hs) or v.shape[:3] != (B, nh, Tk):
+    nkv, Tk = k.shape[1], k.shape[2]
+    if k.shape != (B, nkv, Tk, hs) or v.shape[:3] != (B, nkv, Tk) or nh % nkv:
         raise ValueError(
-            "scaled_dot_product_attention: q (B, nh, Tq, hs), k (B, nh, Tk, hs), v (B, nh, Tk, hv) do not fit: "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            "scaled_dot_product_attention: q (B, nh, Tq, hs), k (B, nkv, Tk, hs), v (B, nkv, Tk, hv) "
+            f"with nkv dividing nh do not fit: got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
     check_same_dtype("scaled_dot_product_attention", q=q.data, k=k.data, v=v.data)
     if not 0.0 <= dropout_p < 1.0:
@@ -246,6 +283,12 @@ register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v, causal=True),
          (2, 1, 4, 3), name="Attention (causal)")
 register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v, causal=True), (1, 2, 2, 3), (1, 2, 5, 3),
          (1, 2, 5, 3), name="Attention (causal, Tk > Tq)")
+register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v), (2, 4, 3, 2), (2, 2, 3, 2), (2, 2, 3, 2),
+         name="Attention (grouped-query, 4 heads on 2)")
+register(ScaledDotProductAttention, lambda q, k, v: _sdpa(q, k, v, causal=True), (1, 3, 2, 3), (1, 1, 4, 3),
+         (1, 1, 4, 3), name="Attention (grouped-query, causal, Tk > Tq, 3 heads on 1)")
+register(ScaledDotProductAttention, lambda q, k, v, m: _sdpa(q, k, v, mask=m, causal=True), (2, 4, 3, 2),
+         (2, 2, 3, 2), (2, 2, 3, 2), _bool_mask(2, 4, 3, 3), name="Attention (grouped-query, per-head mask)")
 register(ScaledDotProductAttention, lambda q, k, v, m: _sdpa(q, k, v, mask=m), (2, 1, 3, 4), (2, 1, 5, 4),
          (2, 1, 5, 4), _bool_mask(2, 1, 1, 5), name="Attention (padding mask)")
 register(ScaledDotProductAttention, lambda q, k, v, m: _sdpa(q, k, v, mask=m), (1, 1, 3, 2), (1, 1, 4, 2),
@@ -259,3 +302,18 @@ def _dropout_case(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 register(ScaledDotProductAttention, _dropout_case, (1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4),
          name="Attention (causal, dropout)")
+register(ScaledDotProductAttention, _dropout_case, (1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 2),
+         name="Attention (grouped-query, causal, dropout)")
+
+
+def _blocked_gqa_case(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    global BLOCK_ROWS
+    saved, BLOCK_ROWS = BLOCK_ROWS, 2  # 2-row query blocks: the blocked causal path on a small case
+    try:
+        return _sdpa(q, k, v, causal=True)
+    finally:
+        BLOCK_ROWS = saved
+
+
+register(ScaledDotProductAttention, _blocked_gqa_case, (1, 4, 5, 2), (1, 2, 6, 2), (1, 2, 6, 2),
+         name="Attention (grouped-query, causal, query blocks)")

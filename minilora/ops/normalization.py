@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from minilora.autograd import Function
 from minilora.gradcheck_cases import register
 from minilora.ops.linear import check_same_dtype
@@ -110,6 +112,10 @@ class RMSNorm(Function):
     """y = xhat * w,  xhat = x * rrms,  rrms = 1 / sqrt(mean(x^2) + eps)  (over the last axis).
 
     g_w = sum g_y * xhat,  g_xhat = g_y * w,  g_x = rrms * (g_xhat - xhat * mean(g_xhat * xhat)).
+
+    As transformers' LlamaRMSNorm: for a 16-bit x (float16, bfloat16) the statistic and xhat are computed in
+    float32 and xhat is cast back to x's dtype before the weight multiplies it (float32 and float64 inputs stay
+    in their own dtype throughout); the backward then runs in float32 too and g_x is cast back.
     """
 
     def __init__(self, eps: float, has_w: bool) -> None:
@@ -119,8 +125,9 @@ class RMSNorm(Function):
         xp = self.xp
         w = params[0] if self.has_w else None
         _check_affine("rms_norm", x, w, None)
-        rrms = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + xp.asarray(self.eps, dtype=x.dtype))  # (..., 1)
-        xhat = x * rrms
+        h = x.astype(np.float32) if x.dtype.itemsize < 4 else x  # (..., C): float32 statistics for 16-bit x
+        rrms = 1.0 / xp.sqrt((h * h).mean(axis=-1, keepdims=True) + xp.asarray(self.eps, dtype=h.dtype))  # (..., 1)
+        xhat = (h * rrms).astype(x.dtype, copy=False)  # (..., C), back in x's dtype
         y = xhat * w if w is not None else xhat
         needs = self.needs_input_grad
         self.save_for_backward(xhat, rrms if needs[0] else None, w if needs[0] else None)
@@ -132,8 +139,11 @@ class RMSNorm(Function):
         g_x = None
         if self.needs_input_grad[0]:
             g_xhat = g_y * w if w is not None else g_y
+            if g_xhat.dtype != rrms.dtype:  # 16-bit: the float32 path of the forward
+                g_xhat, xhat = g_xhat.astype(rrms.dtype), xhat.astype(rrms.dtype)
             g_x = g_xhat - xhat * (g_xhat * xhat).mean(axis=-1, keepdims=True)
             g_x *= rrms
+            g_x = g_x.astype(g_y.dtype, copy=False)
         return (g_x, g_w) if self.has_w else (g_x,)
 
 

@@ -52,7 +52,7 @@ def test_silu(device, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_kept(device, rng, dtype):
     tx = ml.tensor(rng.standard_normal((2, 3)).astype(dtype), device=device, requires_grad=True)
-    for y in (F.gelu(tx), F.gelu(tx, approximate="none"), F.silu(tx)):
+    for y in (F.gelu(tx), F.gelu(tx, approximate="none"), F.silu(tx), F.swiglu(tx, tx)):
         assert y.dtype == dtype
         tx.grad = None
         y.backward(ml.tensor(np.ones((2, 3), dtype), device=device))
@@ -62,3 +62,34 @@ def test_dtype_kept(device, rng, dtype):
 def test_bad_approximate(device):
     with pytest.raises(ValueError, match="gelu: approximate must be"):
         F.gelu(ml.tensor(np.ones(2), device=device), approximate="erf")
+
+
+def test_swiglu(device, rng):
+    gate, up = rng.standard_normal((2, 3, 4)) * 3, rng.standard_normal((2, 3, 4))
+    gate[0, 0, 0], gate[0, 0, 1] = -800.0, 800.0  # the stable sigmoid again
+    tg, tu = (ml.tensor(a, device=device, requires_grad=True) for a in (gate, up))
+    with np.errstate(over="ignore"):
+        ref = gate / (1 + np.exp(-gate)) * up
+    np.testing.assert_allclose(F.swiglu(tg, tu).numpy(), ref, rtol=1e-12)
+    check_grad(F.swiglu, [tg, tu])
+    # the same as the composed silu(gate) * up, value and gradients
+    g_y = ml.tensor(rng.standard_normal((2, 3, 4)), device=device)
+    F.swiglu(tg, tu).backward(g_y)
+    fused = [ml.backend.to_host(t.grad) for t in (tg, tu)]
+    tg.grad = tu.grad = None
+    (F.silu(tg) * tu).backward(g_y)
+    for a, t in zip(fused, (tg, tu)):
+        np.testing.assert_allclose(a, ml.backend.to_host(t.grad), rtol=1e-12, atol=1e-300)
+
+
+def test_swiglu_frozen_input_and_errors(device, rng):
+    tg = ml.tensor(rng.standard_normal((2, 3)), device=device, requires_grad=True)
+    tu = ml.tensor(rng.standard_normal((2, 3)), device=device)
+    check_grad(lambda g: F.swiglu(g, tu), [tg])
+    check_grad(lambda u: F.swiglu(tu, u), [tg])
+    y = F.swiglu(tu, tg)  # only up needs a gradient: up itself is not saved
+    assert y._ctx.saved[1] is None
+    with pytest.raises(ValueError, match=r"swiglu: gate of shape \(2, 3\) and up of shape \(3,\) differ"):
+        F.swiglu(tg, ml.tensor(np.ones(3), device=device))
+    with pytest.raises(TypeError, match="swiglu: gate has dtype float64, up has float32"):
+        F.swiglu(tg, ml.tensor(np.ones((2, 3), np.float32), device=device))

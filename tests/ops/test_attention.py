@@ -133,3 +133,89 @@ def test_causal_query_blocks_match_the_reference(device, rng, monkeypatch, Tq, T
     frozen_q = F.scaled_dot_product_attention(ts[0].detach(), ts[1], ts[2], causal=True)
     frozen_q.backward(ml.tensor(np.ones(frozen_q.shape), device=device))  # g_k, g_v only
     assert ts[0].grad is None and ts[1].grad is not None
+
+
+# ----------------------------------------------------------------------------- grouped-query attention
+def gqa_ref(q, k, v, allowed=None):
+    # transformers' repeat_kv: kv head j serves query heads j * g .. j * g + g - 1
+    g = q.shape[1] // k.shape[1]
+    return sdpa_ref(q, np.repeat(k, g, axis=1), np.repeat(v, g, axis=1), allowed)
+
+
+def make_gqa(device, rng, B, nh, nkv, Tq, Tk, hs):
+    arrays = [rng.standard_normal(s) for s in ((B, nh, Tq, hs), (B, nkv, Tk, hs), (B, nkv, Tk, hs))]
+    return arrays, [ml.tensor(a, device=device, requires_grad=True) for a in arrays]
+
+
+@pytest.mark.parametrize("nh,nkv", [(4, 2), (6, 1), (4, 4)])
+@pytest.mark.parametrize("Tq,Tk,causal", [(3, 3, False), (3, 3, True), (2, 5, True)])
+def test_grouped_query_forward_and_grad(device, rng, nh, nkv, Tq, Tk, causal):
+    (q, k, v), ts = make_gqa(device, rng, 2, nh, nkv, Tq, Tk, 2)
+    out = F.scaled_dot_product_attention(*ts, causal=causal)
+    assert out.shape == (2, nh, Tq, 2)
+    np.testing.assert_allclose(out.numpy(), gqa_ref(q, k, v, causal_ref(Tq, Tk) if causal else None), rtol=1e-10)
+    check_grad(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal), ts)
+
+
+def test_grouped_query_grad_is_the_sum_over_the_group(device, rng):
+    # g_k of a shared head == the sum of the g_k of its repeated copies under multi-head attention
+    (q, k, v), ts = make_gqa(device, rng, 1, 4, 2, 3, 3, 2)
+    rep = [ml.tensor(np.repeat(a, 2, axis=1), device=device, requires_grad=True) for a in (k, v)]
+    g_out = rng.standard_normal((1, 4, 3, 2))
+    F.scaled_dot_product_attention(*ts, causal=True).backward(ml.tensor(g_out, device=device))
+    F.scaled_dot_product_attention(ts[0].detach(), *rep, causal=True).backward(ml.tensor(g_out, device=device))
+    for t, r in zip(ts[1:], rep):
+        got, rep_grad = ml.backend.to_host(t.grad), ml.backend.to_host(r.grad)
+        np.testing.assert_allclose(got, rep_grad.reshape(1, 2, 2, 3, 2).sum(2), rtol=1e-12)
+
+
+def test_grouped_query_saves_no_repeated_kv(device, rng):
+    _, ts = make_gqa(device, rng, 1, 4, 2, 3, 3, 2)
+    y = F.scaled_dot_product_attention(*ts, causal=True)
+    _, k_saved, v_saved = y._ctx.saved[:3]
+    assert k_saved.shape == (1, 2, 3, 2) and v_saved.shape == (1, 2, 3, 2)
+
+
+def test_grouped_query_masks(device, rng):
+    (q, k, v), ts = make_gqa(device, rng, 2, 4, 2, 3, 4, 2)
+    per_head = rng.random((2, 4, 3, 4)) < 0.6  # a different mask for each query head
+    per_head[0, 1, 2] = False  # a fully masked row
+    keys = rng.random((2, 1, 1, 4)) < 0.7  # a padding mask
+    keys[..., 0] = True
+    for allowed in (per_head, keys):
+        tm = ml.tensor(allowed, device=device)
+        got = F.scaled_dot_product_attention(*ts, mask=tm, causal=True).numpy()
+        np.testing.assert_allclose(got, gqa_ref(q, k, v, allowed & causal_ref(3, 4)), rtol=1e-10, atol=1e-15)
+        check_grad(lambda a, b, c, m=tm: F.scaled_dot_product_attention(a, b, c, mask=m, causal=True), ts)
+
+
+@pytest.mark.parametrize("Tq,Tk", [(5, 5), (4, 7)])
+def test_grouped_query_causal_blocks(device, rng, monkeypatch, Tq, Tk):
+    from minilora.ops import attention
+
+    monkeypatch.setattr(attention, "BLOCK_ROWS", 2)
+    (q, k, v), ts = make_gqa(device, rng, 2, 4, 2, Tq, Tk, 3)
+    out = F.scaled_dot_product_attention(*ts, causal=True)
+    np.testing.assert_allclose(out.numpy(), gqa_ref(q, k, v, causal_ref(Tq, Tk)), rtol=1e-10)
+    check_grad(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=True), ts)
+
+
+def test_grouped_query_dropout_matches_repeated_heads(device, rng):
+    # the dropout mask is drawn over (B, nh, Tq, Tk) in the same order as for repeated k and v
+    (q, k, v), ts = make_gqa(device, rng, 1, 4, 2, 3, 3, 2)
+    ml.manual_seed(0)
+    got = F.scaled_dot_product_attention(*ts, causal=True, dropout_p=0.4).numpy()
+    rep = [ml.tensor(np.repeat(a, 2, axis=1), device=device) for a in (k, v)]
+    ml.manual_seed(0)
+    want = F.scaled_dot_product_attention(ts[0], *rep, causal=True, dropout_p=0.4).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_grouped_query_errors(device):
+    q = ml.tensor(np.ones((1, 4, 2, 2)), device=device)
+    k = ml.tensor(np.ones((1, 3, 2, 2)), device=device)
+    with pytest.raises(ValueError, match=r"with nkv dividing nh do not fit: got \(1, 4, 2, 2\), \(1, 3, 2, 2\)"):
+        F.scaled_dot_product_attention(q, k, k)
+    k2 = ml.tensor(np.ones((1, 2, 2, 2)), device=device)
+    with pytest.raises(ValueError, match="do not fit"):
+        F.scaled_dot_product_attention(q, k2, k)  # v's heads differ from k's

@@ -62,3 +62,21 @@ def test_shape_error(device):
     tx = ml.tensor(np.ones((2, 4)), device=device)
     with pytest.raises(ValueError, match=r"layer_norm: weight of shape \(3,\) does not match input of shape \(2, 4\)"):
         F.layer_norm(tx, ml.tensor(np.ones(3), device=device), None)
+
+
+def test_rms_norm_16_bit_statistics_in_float32(device, rng):
+    # transformers' LlamaRMSNorm: h = x.float(); h * rsqrt(mean(h^2) + eps), cast back, then weight * h
+    x = (rng.standard_normal((3, 8)) * 300).astype(np.float16)  # x^2 overflows float16 (max 65504)
+    w = rng.standard_normal(8).astype(np.float16)
+    tx, tw = ml.tensor(x, device=device, requires_grad=True), ml.tensor(w, device=device, requires_grad=True)
+    y = F.rms_norm(tx, tw, eps=1e-6)
+    h = x.astype(np.float32)
+    ref = w * (h / np.sqrt((h * h).mean(-1, keepdims=True) + np.float32(1e-6))).astype(np.float16)
+    assert y.dtype == np.float16 and np.isfinite(y.numpy()).all()
+    np.testing.assert_array_equal(y.numpy(), ref)
+    y.backward(ml.tensor(np.ones((3, 8), np.float16), device=device))
+    assert tx.grad.dtype == np.float16 and tw.grad.dtype == np.float16
+    # the gradient agrees with the float64 one to float16 precision
+    tx64, tw64 = (ml.tensor(a.astype(np.float64), device=device, requires_grad=True) for a in (x, w))
+    F.rms_norm(tx64, tw64, eps=1e-6).backward(ml.tensor(np.ones((3, 8)), device=device))
+    np.testing.assert_allclose(ml.backend.to_host(tx.grad), ml.backend.to_host(tx64.grad), rtol=2e-2, atol=1e-5)
