@@ -20,7 +20,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.autograd import Function
-from minilora.gradcheck import register
+from minilora.gradcheck_cases import register
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor
