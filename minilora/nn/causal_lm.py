@@ -1,0 +1,294 @@
+"""One causal-LM core: what every decoder-only family shares, so that a family supplies only its blocks.
+
+    idx (B, T) -> token embedding (B, T, C) -> [soft prompt ; x] (B, P + T, C)
+               -> family's positions (GPT-2: + wpe; Llama: rotary cos/sin handed to the blocks)
+               -> n_layer x family Block(x, attention_mask, prefix_kv, kv_cache, **position kwargs)
+               -> final norm -> lm_head (B, T, V)             [CausalLMMixin]
+               -> final norm -> last real token -> score (B, K)   [SequenceClassifierMixin]
+
+``CausalLMBase.hidden_states`` holds the plumbing of the fine-tuning hooks (``prompt_embeds``
+for prompt tuning, ``prefix_kv`` for prefix tuning, ``attention_mask`` for padding, ``kv_cache``
+for generation). A family subclass provides five things:
+
+- ``embed_tokens`` (an Embedding), ``blocks`` (a ModuleList) and ``final_norm``: properties
+  pointing at its own, checkpoint-named modules (transformer.wte / model.embed_tokens, ...);
+- ``max_positions``: the longest sequence it can place (GPT-2's block_size, Llama's
+  max_position_embeddings) and ``max_positions_field``, that field's name for errors;
+- ``positions(x, pos)``: ``(x, block_kwargs)`` for absolute positions ``pos`` (T,).
+
+The heads are mixins (``CausalLMMixin``, ``SequenceClassifierMixin``) over a family's base,
+so GPT and LlamaForCausalLM share forward, generate and save_pretrained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from minilora import backend
+from minilora import functional as F  # noqa: N812
+from minilora.nn.attention import KVCache, expand_batch
+from minilora.nn.module import Module
+from minilora.tensor import Tensor
+
+
+def as_ids(x: Any, device: str, what: str, owner: str = "model") -> Any:
+    """An integer (B, T) array on ``device`` from a Tensor, an array or a nested list."""
+    data = x.data if isinstance(x, Tensor) else x
+    if not backend.is_array(data):
+        data = backend.to_device(data, "cpu")
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"{owner}: {what} must be integers, got dtype {data.dtype} with shape {tuple(data.shape)}")
+    if backend.device_of(data) != device:
+        data = backend.to_device(data, device)  # an explicit upload (host -> device)
+    return data
+
+
+def as_mask(mask: Any, device: str) -> Any:
+    """A 0/1 padding mask (Tensor, array or list; int, float or bool) as an array on ``device``."""
+    data = mask.data if isinstance(mask, Tensor) else mask
+    if not backend.is_array(data):
+        data = backend.to_device(data, "cpu")
+    return data if backend.device_of(data) == device else backend.to_device(data, device)
+
+
+class CausalLMBase(Module):
+    """The shared backbone plumbing; a family subclass builds its modules and says where they are."""
+
+    config: Any
+    max_positions_field = "max_positions"
+    backbone_prefix = ""  # the state-dict prefix of the backbone ("transformer." for GPT-2, "model." for Llama)
+
+    # ---------------------------------------------------------------- what a family provides
+    @property
+    def embed_tokens(self) -> Module:
+        raise NotImplementedError
+
+    @property
+    def blocks(self) -> Sequence[Module]:
+        raise NotImplementedError
+
+    @property
+    def final_norm(self) -> Module:
+        raise NotImplementedError
+
+    @property
+    def max_positions(self) -> int:
+        raise NotImplementedError
+
+    def positions(self, x: Tensor, pos: Any) -> tuple[Tensor, dict[str, Any]]:
+        """(x with positions applied, extra keyword arguments for every block) for absolute positions pos (T,)."""
+        raise NotImplementedError
+
+    def position_offset(self, n_prefix: int) -> int:
+        """Where the first real position starts when ``n_prefix`` prefix-tuning keys sit in front (GPT-2: 0)."""
+        return 0
+
+    # ---------------------------------------------------------------- shared
+    @property
+    def n_layer(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.embed_tokens.weight.shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.embed_tokens.weight.shape[0])
+
+    def check_token_ids(self, ids: Any) -> None:
+        """Raise IndexError for ids outside [0, vocab_size): one host sync (CuPy would wrap them silently)."""
+        if ids.size == 0:
+            return
+        xp = backend.get_array_module(ids)
+        lo, hi = backend.to_host(xp.stack([ids.min(), ids.max()])).tolist()  # host: one small transfer
+        V = self.vocab_size
+        if lo < 0 or hi >= V:
+            raise IndexError(
+                f"{type(self).__name__}: token id {lo if lo < 0 else hi} is outside the vocabulary [0, {V}) "
+                f"(ids of shape {tuple(ids.shape)})"
+            )
+
+    def hidden_states(
+        self,
+        idx: Any,
+        *,
+        attention_mask: Any = None,
+        prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
+        prompt_embeds: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        check_ids: bool = True,
+    ) -> tuple[Tensor, int]:
+        """The final hidden states (B, P + T, C) after the final norm, and P, the soft prompt positions in them.
+
+        With a kv_cache holding earlier positions, only the new tokens are computed
+        (P is then 0: the soft prompt was processed at the first step).
+        """
+        name, C = type(self).__name__, self.hidden_size
+        device = self.device
+        ids = as_ids(idx, device, "token ids", name)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"{name}: idx must be (B, T) with T >= 1, got shape {tuple(ids.shape)}")
+        B, T = ids.shape
+        past = kv_cache.length if kv_cache is not None else 0
+        if prompt_embeds is not None and past == 0:
+            pe = prompt_embeds if prompt_embeds.ndim == 3 else prompt_embeds.reshape(1, *prompt_embeds.shape)
+            if pe.ndim != 3 or pe.shape[2] != C:
+                raise ValueError(f"{name}: prompt_embeds must be (P, {C}) or (B, P, {C}), got {prompt_embeds.shape}")
+            P = pe.shape[1]
+        else:
+            pe, P = None, 0
+        n_prompt = P if past == 0 else kv_cache.n_prompt  # soft prompt positions in the whole sequence
+        if prefix_kv is not None and len(prefix_kv) != self.n_layer:
+            raise ValueError(
+                f"{name}: prefix_kv needs one (k, v) pair per layer ({self.n_layer}), got {len(prefix_kv)}"
+            )
+        start = self.position_offset(prefix_kv[0][0].shape[2] if prefix_kv else 0) + past
+        if start + P + T > self.max_positions:
+            raise ValueError(
+                f"{name}: sequence of {start + P + T} positions ({P} soft prompt + {T} tokens"
+                f"{f' + {past} cached' if past else ''}{f' + {start - past} prefix' if start > past else ''}) "
+                f"exceeds {self.max_positions_field} {self.max_positions}"
+            )
+        if check_ids:
+            self.check_token_ids(ids)
+        x = self.embed_tokens(ids, check_ids=False)  # (B, T, C)
+        if pe is not None:
+            x = F.concat([expand_batch(pe, B), x], axis=1)  # (B, P + T, C)
+        pos = backend.module_for(device).arange(start, start + P + T)  # (P + T,)
+        x, block_kwargs = self.positions(x, pos)  # (B, P + T, C)
+        mask = self.full_mask(attention_mask, B, past + P + T, n_prompt, device)
+        for i, block in enumerate(self.blocks):
+            x = block(
+                x,
+                attention_mask=mask,
+                prefix_kv=prefix_kv[i] if prefix_kv is not None else None,
+                kv_cache=kv_cache[i] if kv_cache is not None else None,
+                **block_kwargs,
+            )
+        if kv_cache is not None and past == 0:
+            kv_cache.n_prompt = P
+        return self.final_norm(x), P  # (B, P + T, C)
+
+    def full_mask(self, attention_mask: Any, B: int, total: int, n_prompt: int, device: str) -> Any:
+        """The (B, total) padding mask over every position: ones are put in front for soft prompt positions."""
+        if attention_mask is None:
+            return None
+        m = as_mask(attention_mask, device)
+        if m.ndim == 2 and m.shape == (B, total - n_prompt) and n_prompt:
+            xp = backend.get_array_module(m)
+            m = xp.concatenate([xp.ones((B, n_prompt), dtype=m.dtype), m], axis=1)
+        if m.ndim != 2 or m.shape != (B, total):
+            raise ValueError(
+                f"{type(self).__name__}: attention_mask must be (B, T) = ({B}, {total - n_prompt}) over the real "
+                f"tokens (cached + new), got {tuple(m.shape)}"
+            )
+        return m
+
+    _full_mask = full_mask  # the name GPTBase had
+
+
+class CausalLMMixin:
+    """The language-model head over a family's base: forward with loss, generate, save_pretrained."""
+
+    lm_head: Any
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", **kwargs: Any) -> Any:
+        """Load a Hugging Face folder of this family (config.json + safetensors): see minilora.hf."""
+        from minilora.hf import from_pretrained  # noqa: PLC0415  (optional extra, imported on use)
+
+        model = from_pretrained(path, device=device, **kwargs)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def save_pretrained(self, path: str, **kwargs: Any) -> None:
+        """Write a Hugging Face folder that transformers loads: see minilora.hf.save_pretrained."""
+        from minilora.hf import save_pretrained  # noqa: PLC0415
+
+        save_pretrained(self, path, **kwargs)
+
+    def forward(
+        self,
+        idx: Any,
+        targets: Any = None,
+        *,
+        attention_mask: Any = None,
+        prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
+        prompt_embeds: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(logits (B, T, V) over the T real tokens, mean cross entropy over targets != -100 or None)."""
+        h, P = self.hidden_states(  # type: ignore[attr-defined]
+            idx, attention_mask=attention_mask, prefix_kv=prefix_kv, prompt_embeds=prompt_embeds, kv_cache=kv_cache
+        )
+        if P:
+            h = h[:, P:, :]  # drop the soft prompt positions: (B, T, C)
+        logits = self.lm_head(h)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            tgt = as_ids(targets, logits.device, "targets", type(self).__name__)
+            B, T, V = logits.shape
+            if tuple(tgt.shape) != (B, T):
+                raise ValueError(
+                    f"{type(self).__name__}: targets must have the shape of idx ({B}, {T}), got {tuple(tgt.shape)}"
+                )
+            loss = F.cross_entropy(logits.reshape(B * T, V), tgt.reshape(B * T), ignore_index=-100)
+        return logits, loss
+
+    def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
+        """Append up to ``max_new_tokens`` tokens to idx (B, T): see minilora.nn.generation.generate."""
+        from minilora.nn.generation import generate  # noqa: PLC0415  (generation builds on this module)
+
+        return generate(self, idx, max_new_tokens, **kwargs)
+
+
+class SequenceClassifierMixin:
+    """The classification head over a family's base: ``score`` on each row's last real token."""
+
+    score: Any
+    num_classes: int
+
+    @classmethod
+    def from_lm(cls, lm: Any, num_classes: int) -> Any:
+        """A classifier whose backbone is a copy of ``lm``'s (same device and dtype); ``score`` is new."""
+        model = cls(lm.config, num_classes).to(lm.device, lm.dtype)
+        prefix = cls.backbone_prefix  # type: ignore[attr-defined]
+        model.load_state_dict({k: v for k, v in lm.state_dict().items() if k.startswith(prefix)}, strict=False)
+        return model
+
+    def forward(
+        self,
+        idx: Any,
+        labels: Any = None,
+        *,
+        attention_mask: Any = None,
+        prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
+        prompt_embeds: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(logits (B, num_classes) at each row's last real token, mean cross entropy against labels (B,) or None)."""
+        h, P = self.hidden_states(  # type: ignore[attr-defined]
+            idx, attention_mask=attention_mask, prefix_kv=prefix_kv, prompt_embeds=prompt_embeds
+        )
+        B = h.shape[0]
+        if attention_mask is None:
+            last = h[:, -1, :]  # (B, C)
+        else:
+            xp = h.xp
+            real = self.full_mask(attention_mask, B, h.shape[1], P, h.device) != 0  # type: ignore[attr-defined]
+            # (B,) the last real position, whichever side the padding is on
+            pos = real.shape[1] - 1 - real[:, ::-1].astype(xp.int8).argmax(axis=1)
+            last = h[xp.arange(B), pos]  # (B, C)
+        logits = self.score(last)  # (B, num_classes)
+        loss = None
+        if labels is not None:
+            lab = as_ids(labels, logits.device, "labels", type(self).__name__)
+            if tuple(lab.shape) != (B,):
+                raise ValueError(f"{type(self).__name__}: labels must be ({B},), got {tuple(lab.shape)}")
+            loss = F.cross_entropy(logits, lab)
+        return logits, loss
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}"
