@@ -15,6 +15,7 @@ from minilora import (
     nn,  # noqa: F401
 )
 from minilora import functional as F  # noqa: N812
+from minilora.activation_checkpoint import checkpoint
 from minilora.autograd import is_grad_enabled, no_grad
 from minilora.backend import cuda_available, get_array_module, manual_seed
 from minilora.models import build_model
@@ -45,6 +46,7 @@ __all__ = [
     "F",
     "Tensor",
     "build_model",
+    "checkpoint",
     "cuda_available",
     "functional",
     "get_array_module",

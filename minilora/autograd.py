@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 FUNCTIONS: dict[str, type[Function]] = {}  # every op class, so gradcheck can insist each has a case
 _grad_enabled = True
 _RELEASED = object()
+_used: dict[int, Tensor] | None = None  # activation_checkpoint's recorder: tensors requiring grad that ops read
 
 
 @contextlib.contextmanager
@@ -37,8 +38,34 @@ def no_grad() -> Iterator[None]:
         _grad_enabled = prev
 
 
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record the graph again inside a no_grad block (activation checkpointing reruns a segment this way)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, True
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+@contextlib.contextmanager
+def record_inputs() -> Iterator[dict[int, Tensor]]:
+    """Collect (by id) every tensor requiring grad that an op reads inside this block, graph or not.
+
+    Run under no_grad, that is exactly what a segment takes from outside itself (its inputs, the
+    parameters it uses, tensors it captured): activation_checkpoint makes them its node's inputs.
+    """
+    global _used
+    prev, _used = _used, {}
+    try:
+        yield _used
+    finally:
+        _used = prev
 
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
@@ -98,6 +125,8 @@ class Function:
                         f"with shape {tuple(x.shape)}"
                     )
         needs = tuple([x.requires_grad for x in inputs])
+        if _used is not None and True in needs:
+            _used.update((id(x), x) for x in inputs if x.requires_grad)
         record = _grad_enabled and True in needs
         fn.needs_input_grad = needs if record else (False,) * len(inputs)
         fn.xp = np if kind is np.ndarray else backend.get_array_module(*datas)
@@ -133,8 +162,16 @@ def _check_same_device(op: str, inputs: tuple[Tensor, ...]) -> None:
             )
 
 
-def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) into every leaf's ``.grad`` (see module docstring)."""
+def backward(
+    root: Tensor, grad: Any = None, retain_graph: bool = False, stop_at: dict[int, Tensor] | None = None
+) -> dict[int, Any]:
+    """Accumulate d(root)/d(leaf) into every leaf's ``.grad`` (see module docstring).
+
+    ``stop_at`` (tensors by id) are treated as sinks: the walk does not go past them and their
+    gradients are returned ({id: array}) instead of accumulated (activation checkpointing's rerun).
+    """
+    stop = stop_at or {}
+    sunk: dict[int, Any] = {}
     if not root.requires_grad:
         raise RuntimeError("backward(): the tensor does not require grad and has no graph")
     if grad is None:
@@ -148,7 +185,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     if tuple(grad.shape) != tuple(root.shape):
         raise ValueError(f"backward(): grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
 
-    order = _topological_order(root)
+    order = _topological_order(root, stop)
     grads: dict[int, Any] = {id(root): grad}
     # Arrays already stored as some leaf's .grad (and the caller's grad): a new leaf gradient that may share
     # memory with one of them is copied, so an in-place update of one .grad never changes another.
@@ -160,6 +197,9 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         if g is None:
             continue
         owned.discard(id(t))
+        if id(t) in stop:
+            sunk[id(t)] = g
+            continue
         fn = t._ctx
         if fn is None:  # a leaf: accumulate
             if t.grad is not None:
@@ -199,6 +239,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 owned.add(id(x))
         if not retain_graph:
             fn.release()
+    return sunk
 
 
 def _must_copy(g: Any, arrays: list[Any], views: list[Any]) -> bool:
@@ -214,7 +255,7 @@ def _must_copy(g: Any, arrays: list[Any], views: list[Any]) -> bool:
     return any(xp.may_share_memory(g, v) for v in views)  # g owns its memory: only views can point into it
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def _topological_order(root: Tensor, stop: dict[int, Tensor]) -> list[Tensor]:
     """Tensors from root to leaves, each after every tensor that uses it (iterative DFS)."""
     order: list[Tensor] = []
     visited: set[int] = set()
@@ -229,7 +270,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
         visited.add(id(t))
         stack.append((t, True))
         fn = t._ctx
-        if fn is None:
+        if fn is None or id(t) in stop:
             continue
         if fn.saved is _RELEASED:
             raise RuntimeError(

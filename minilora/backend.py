@@ -194,3 +194,51 @@ def set_rng_state(state: dict[str, Any]) -> None:
         if name in state:
             g = host_rng() if name == "host" else device_rng("cpu")
             g.bit_generator.state = state[name]
+
+
+def generators_snapshot() -> dict[str, Any]:
+    """An in-memory copy of every generator's state, devices included (no host transfer).
+
+    Activation checkpointing takes one before a segment and replays it in the rerun, so dropout
+    draws the same masks. A generator not created yet is recorded as None (it will start from the seed).
+    """
+    snap: dict[str, Any] = {"seed": _seed}
+    for name in ("host", *DEVICES):
+        g = _generators.get(name)
+        snap[name] = None if g is None else _generator_state(g)
+    return snap
+
+
+def restore_generators(snap: dict[str, Any]) -> None:
+    """Put every generator back to a ``generators_snapshot()``."""
+    global _seed
+    _seed = snap["seed"]
+    for name in ("host", *DEVICES):
+        state = snap[name]
+        if state is None:
+            _generators.pop(name, None)
+            continue
+        g = _generators.get(name)
+        if g is None:
+            g = host_rng() if name == "host" else device_rng(name)
+        _set_generator_state(g, state)
+
+
+def _bit_generator(g: Any) -> Any:
+    inner = getattr(g, "_g", None)  # the strict stand-in wraps a NumPy generator
+    return (inner if inner is not None else g).bit_generator
+
+
+def _generator_state(g: Any) -> Any:
+    bg = _bit_generator(g)
+    if isinstance(bg, np.random.BitGenerator):
+        return bg.state  # a dict of Python ints: a copy
+    return bg._state.copy()  # CuPy: its curand states, copied on the device
+
+
+def _set_generator_state(g: Any, state: Any) -> None:
+    bg = _bit_generator(g)
+    if isinstance(bg, np.random.BitGenerator):
+        bg.state = state
+    else:
+        bg._state[...] = state

@@ -62,6 +62,8 @@ def add_parser(sub: Any, name: str) -> None:
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     g.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar")
+    g.add_argument("--gradient-checkpointing", action="store_true",
+                   help="rerun each block in backward instead of keeping its activations (less memory, ~1/3 slower)")
     p.set_defaults(run=run)
 
 
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr or DEFAULT_LR[args.method],
                           warmup_steps=min(20, args.steps // 10), eval_interval=args.eval_interval,
                           weight_decay=0.1 if args.method == "full" else 0.0, seed=args.seed, device=args.device,
-                          progress=args.progress)  # fmt: skip
+                          progress=args.progress, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
         block = model.config.block_size - (args.virtual_tokens if args.method == "prompt" else 0)
         task = LMTask(train_tokens, val_tokens, block, cfg.batch_size, seed=cfg.seed, device=cfg.device,
                       eval_batches=cfg.eval_batches)

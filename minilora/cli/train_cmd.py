@@ -33,6 +33,7 @@ HELP = {
     "out_dir": "where ckpt.npz, metrics.jsonl, vocab.json, config.json go", "device": "cpu or cuda",
     "grad_clip": "clip the global gradient norm (0: off)", "grad_accum_steps": "micro-batches per step",
     "checkpoint_interval": "save every N steps (0: only at the end)", "eval_interval": "validate every N steps",
+    "gradient_checkpointing": "rerun each block in backward instead of keeping its activations (less memory)",
 }
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import KVCache, expand_batch
+from minilora.nn.checkpointing import GradientCheckpointing
 from minilora.nn.module import Module
 from minilora.tensor import Tensor
 
@@ -52,7 +53,7 @@ def as_mask(mask: Any, device: str) -> Any:
     return data if backend.device_of(data) == device else backend.to_device(data, device)
 
 
-class CausalLMBase(Module):
+class CausalLMBase(GradientCheckpointing, Module):
     """The shared backbone plumbing; a family subclass builds its modules and says where they are."""
 
     config: Any
@@ -160,7 +161,8 @@ class CausalLMBase(Module):
         x, block_kwargs = self.positions(x, pos)  # (B, P + T, C)
         mask = self.full_mask(attention_mask, B, past + P + T, n_prompt, device)
         for i, block in enumerate(self.blocks):
-            x = block(
+            x = self.run_block(
+                block,
                 x,
                 attention_mask=mask,
                 prefix_kv=prefix_kv[i] if prefix_kv is not None else None,

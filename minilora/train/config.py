@@ -13,7 +13,8 @@ class TrainConfig:
     Steps count optimizer updates; with ``grad_accum_steps`` k each update sees k batches
     of ``batch_size``. ``grad_clip`` 0 disables clipping (the non-finite guard stays on).
     ``eval_interval`` / ``checkpoint_interval`` 0 mean "only at the end". ``out_dir`` None
-    writes no checkpoint and no metrics log.
+    writes no checkpoint and no metrics log. ``gradient_checkpointing`` calls the model's
+    ``gradient_checkpointing_enable()`` (docs/memory.md).
     """
 
     max_steps: int = 600
@@ -37,6 +38,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "cpu"
     progress: bool = True
+    gradient_checkpointing: bool = False  # rerun each block in backward instead of keeping its activations
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_batches"):

@@ -87,8 +87,13 @@ class Trainer:
     ) -> None:
         self.config = config = config or TrainConfig()
         backend.module_for(config.device)  # a clear error when the device is unavailable
+        if config.gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable"):
+            raise TypeError(f"TrainConfig.gradient_checkpointing: {type(model).__name__} has no "
+                            "gradient_checkpointing_enable()")
         backend.manual_seed(config.seed)
         self.model = model.to(config.device)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         self.task, self.tokenizer = task, tokenizer
         self.optimizer = optimizer or make_optimizer(model, config)
         self.schedule = schedule or get_schedule(

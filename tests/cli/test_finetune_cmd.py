@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+import minilora
 from minilora.cli import main
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
@@ -67,3 +69,17 @@ def test_adapter_on_another_base_is_refused(base, tmp_path, capsys, cli_error):
     capsys.readouterr()
     line = cli_error(["generate", "--checkpoint", str(other / "ckpt.npz"), "--adapter", str(out)])
     assert "trained on another base model" in line
+
+
+def test_gradient_checkpointing_flag_trains_the_same(base, tmp_path, capsys):
+    weights = []
+    for flag in ([], ["--gradient-checkpointing"]):
+        out = tmp_path / f"q{len(flag)}"
+        minilora.manual_seed(0)  # LoRA's A is drawn before the trainer seeds
+        assert main(["finetune", "--method", "qlora", "--base", base, *FT, "--dropout", "0.1", *flag,
+                     "--out", str(out)]) == 0
+        with np.load(out / "adapter_model.npz") as z:
+            weights.append({k: z[k] for k in z.files})
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert np.array_equal(weights[0][k], weights[1][k]), k

@@ -113,3 +113,20 @@ def test_classification_task_reports_accuracy(tiny_config, quick_config):
     history = Trainer(model, task, quick_config(max_steps=3, eval_interval=0)).fit()
     report = history.val_metrics[-1]
     assert 0.0 <= report["val_accuracy"] <= 1.0 and np.isfinite(report["val_loss"])
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_gradient_checkpointing_trains_exactly_as_without(tiny_gpt, english_tokens, lm_task, quick_config, accum):
+    runs = []
+    for on in (False, True):
+        model = tiny_gpt(0, dropout=0.1, n_layer=2)
+        trainer = Trainer(model, lm_task(english_tokens), quick_config(max_steps=4, grad_accum_steps=accum,
+                                                                      gradient_checkpointing=on))
+        assert model.is_gradient_checkpointing is on
+        runs.append(trainer.fit().train_loss)
+    assert runs[0] == runs[1]
+
+
+def test_gradient_checkpointing_needs_a_model_that_supports_it(english_tokens, lm_task, quick_config):
+    with pytest.raises(TypeError, match="Linear has no gradient_checkpointing_enable"):
+        Trainer(nn.Linear(2, 2), lm_task(english_tokens), quick_config(gradient_checkpointing=True))

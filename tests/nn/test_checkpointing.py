@@ -1,0 +1,108 @@
+"""gradient_checkpointing_enable: the same gradients as without, for full fine-tuning and every PEFT method."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import minilora as ml
+from minilora.activation_checkpoint import Checkpoint
+from minilora.nn import GPT, GPTConfig
+from minilora.peft import get_peft_model
+from minilora.peft.config import CONFIGS, LoraConfig
+
+CFG = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_head=2, n_embd=8, dropout=0.2)
+
+
+def _method_configs() -> dict[str, object]:
+    """Every registered method at its defaults (dropout on where it has one), plus DoRA and QLoRA."""
+    out: dict[str, object] = {}
+    for cls in CONFIGS:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {"lora_dropout": 0.3} if "lora_dropout" in fields else {}
+        if "num_virtual_tokens" in fields:
+            kw["num_virtual_tokens"] = 3
+        out[cls.peft_type] = cls(**kw)
+    out["DORA"] = LoraConfig(lora_dropout=0.3, use_dora=True)
+    out["QLORA"] = LoraConfig(lora_dropout=0.3, quantize=True, quant_block_size=8)
+    return out
+
+
+METHODS = _method_configs()
+
+
+def _grads(device: str, method: str | None, checkpointing: bool, accum: int = 1) -> dict[str, np.ndarray]:
+    ml.manual_seed(0)
+    model = GPT(CFG).to(device, "float64")
+    if method is not None:
+        model = get_peft_model(model, METHODS[method])
+        model.to(device, "float64")
+    noise = np.random.default_rng(7)
+    for p in model.parameters():  # move off the init (LoRA's B = 0 would give A no gradient)
+        if p.requires_grad:
+            p.data = p.data + p.xp.asarray(0.1 * noise.standard_normal(p.shape))
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    ml.manual_seed(5)  # dropout draws start from the same state in both runs
+    rng = np.random.default_rng(1)
+    for _ in range(accum):  # gradient accumulation: grads sum over micro-batches
+        idx = rng.integers(0, CFG.vocab_size, (2, 6))
+        _, loss = model(idx, targets=np.roll(idx, -1, axis=1))
+        loss.backward()
+    return {n: p.grad.numpy() if hasattr(p.grad, "numpy") else ml.Tensor(p.grad).numpy()
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_same_gradients_with_and_without(device: str, method: str | None) -> None:
+    plain = _grads(device, method, False)
+    ckpt = _grads(device, method, True)
+    assert plain and plain.keys() == ckpt.keys()
+    for name in plain:
+        assert np.allclose(plain[name], ckpt[name], rtol=0, atol=1e-12), name
+        assert np.abs(plain[name]).max() > 0, f"{name} got no gradient: the test would not see a bug"
+
+
+def test_gradient_accumulation_matches() -> None:
+    plain, ckpt = _grads("cpu", "LORA", False, accum=3), _grads("cpu", "LORA", True, accum=3)
+    for name in plain:
+        assert np.allclose(plain[name], ckpt[name], rtol=0, atol=1e-12), name
+
+
+def test_blocks_are_checkpointed_only_when_training_with_a_graph() -> None:
+    model = GPT(CFG)
+    assert not model.is_gradient_checkpointing
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    idx = np.zeros((1, 4), np.int64)
+
+    def checkpoint_nodes(logits: ml.Tensor) -> int:
+        seen, stack, n = set(), [logits], 0
+        while stack:
+            t = stack.pop()
+            if id(t) in seen or t._ctx is None:
+                continue
+            seen.add(id(t))
+            n += isinstance(t._ctx, Checkpoint)
+            stack.extend(t._ctx.inputs)
+        return n
+
+    assert checkpoint_nodes(model(idx)[0]) == CFG.n_layer
+    model.eval()
+    assert checkpoint_nodes(model(idx)[0]) == 0
+    model.train()
+    with ml.no_grad():
+        assert model(idx)[0]._ctx is None
+    assert model.generate(idx, 2).shape == (1, 6)  # the KV cache path is untouched
+    model.gradient_checkpointing_disable()
+    assert checkpoint_nodes(model(idx)[0]) == 0
+
+
+def test_peft_model_forwards_the_switch() -> None:
+    peft = get_peft_model(GPT(CFG), LoraConfig())
+    peft.gradient_checkpointing_enable()
+    assert peft.base_model.is_gradient_checkpointing
+    with pytest.raises(ValueError, match="use_reentrant"):
+        peft.gradient_checkpointing_enable({"use_reentrant": True})
