@@ -15,6 +15,24 @@ def check_device(device: str) -> None:
         raise CLIError(f"--device cuda: {backend.cuda_unavailable_reason()}")
 
 
+def check_out_dir(out_dir: str, resume: bool, overwrite: bool) -> bool:
+    """Whether to resume from ``out_dir``; a non-empty run folder without --resume or --overwrite is refused."""
+    from minilora.cli import CLIError  # noqa: PLC0415
+    from minilora.io import resolve_folder  # noqa: PLC0415
+
+    folder = resolve_folder(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--out-dir {out_dir} is a file, not a folder")
+    has_ckpt = (folder / "ckpt.npz").is_file()
+    if resume:
+        return has_ckpt
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        names = ", ".join(sorted(p.name for p in folder.iterdir()))
+        raise CLIError(f"--out-dir {out_dir} already holds a run ({names[:120]}); pass --resume to continue it or "
+                       "--overwrite to replace it")
+    return False
+
+
 def load_model(path: str, device: str) -> tuple[Any, Any, Any]:
     """(checkpoint, model, tokenizer) from a checkpoint file; problems become one-line CLIErrors.
 

@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from minilora.train import LMTask, TrainConfig, Trainer  # noqa: PLC0415
 
     check_device(args.device)
+    out = args.out or os.path.join("runs", f"finetune-{args.method}")
+    if os.path.exists(out) and not os.path.isdir(out):  # before training, not after it
+        raise CLIError(f"--out {out} is a file; the adapter is saved as a folder (give a folder path)")
     _, model, tokenizer = load_model(args.base, args.device)
     try:
         corpus = (load_text_corpus(args.data) if os.path.isfile(args.data)
@@ -141,7 +144,6 @@ def run(args: argparse.Namespace) -> int:
         peft = get_peft_model(model, config, tokenizer=tokenizer)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc).splitlines()[0][:400]) from None
-    out = args.out or os.path.join("runs", f"finetune-{args.method}")
     print(f"method {args.method}: ", end="")
     peft.print_trainable_parameters()
     print(f"data: {corpus.name}, {len(train_tokens):,} training and {len(val_tokens):,} validation tokens")

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from minilora.cli.ckpt_helpers import check_device
+from minilora.cli.ckpt_helpers import check_device, check_out_dir
 
 MODEL_DEFAULTS: dict[str, Any] = {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "dropout": 0.0,
                                   "bias": True}
@@ -52,6 +52,8 @@ def add_parser(sub: Any, name: str) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--config", metavar="FILE.json", help="JSON file of options (flags given here win)")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.npz if it exists")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty OUT_DIR (replaced at the "
+                   "first checkpoint)")
     for key, default in _all_defaults().items():
         flag = "--" + key.replace("_", "-")
         kind = type(default) if default is not None else (int if key == "corpus_size" else str)
@@ -111,17 +113,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     trainer = Trainer(model, task, train_cfg, tokenizer=tokenizer)
     ckpt_path = trainer.checkpoint_path
-    if args.resume and ckpt_path and os.path.exists(ckpt_path):
+    if ckpt_path and check_out_dir(train_cfg.out_dir, args.resume, args.overwrite):
         try:
             trainer.resume(ckpt_path)
         except CheckpointError as exc:
             raise CLIError(f"--resume: {exc}") from None
         print(f"resuming from {ckpt_path} at step {trainer.step}")
-    if ckpt_path:
-        os.makedirs(train_cfg.out_dir, exist_ok=True)
-        tokenizer.save(os.path.join(train_cfg.out_dir, "vocab.json"))
-        with open(os.path.join(train_cfg.out_dir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump({**opts, "vocab_size": tokenizer.vocab_size}, f, indent=2)
+    # written with every checkpoint, in one unit with it (never before the run is known to be valid)
+    trainer.run_files = {"vocab.json": json.dumps(tokenizer.to_dict(), ensure_ascii=True),
+                         "config.json": json.dumps({**opts, "vocab_size": tokenizer.vocab_size}, indent=2)}
 
     n_params = model.num_parameters()
     print(f"model: GPT n_layer={model_cfg.n_layer} n_head={model_cfg.n_head} n_embd={model_cfg.n_embd} "

@@ -12,6 +12,7 @@ from typing import Any
 
 from minilora.hf.gpt2 import INDEX_NAME, WEIGHTS_NAME, from_pretrained, is_hf_folder, read_hf_tensors
 from minilora.hf.tokenizer import GPT2Tokenizer
+from minilora.io import resolve_folder
 
 
 def load_base(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, Any]:
@@ -21,6 +22,7 @@ def load_base(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, A
     or vocab.json + merges.txt); a missing piece is named in the error.
     """
     if is_hf_folder(path):
+        path = resolve_folder(path)  # a save killed mid-swap: the complete set still on disk
         if not (Path(path) / WEIGHTS_NAME).is_file() and not (Path(path) / INDEX_NAME).is_file():
             read_hf_tensors(path)  # raises FileNotFoundError naming what is there instead (e.g. a pickle)
         if not GPT2Tokenizer.is_available(path):

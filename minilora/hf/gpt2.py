@@ -27,6 +27,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.hf import safetensors_io as stio
+from minilora.io import atomic_folder, resolve_folder
 
 if TYPE_CHECKING:
     from minilora.nn import GPT, GPTConfig
@@ -235,7 +236,7 @@ def is_hf_folder(path: str | os.PathLike[str]) -> bool:
 
     from_pretrained then says what is wrong with it (no safetensors weights, another architecture, ...).
     """
-    p = Path(path)
+    p = resolve_folder(path)
     return p.is_dir() and (p / CONFIG_NAME).is_file()
 
 
@@ -271,7 +272,7 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
     """
     from minilora.nn import GPT
 
-    p = Path(path)
+    p = resolve_folder(path)  # a save killed mid-swap: the complete set still on disk
     if not p.is_dir():
         raise FileNotFoundError(2, "no such checkpoint folder", str(p))
     hf = stio.read_json(p / CONFIG_NAME)
@@ -294,12 +295,11 @@ def save_pretrained(
     (in, out), no lm_head.weight since it is tied, metadata {"format": "pt"}), each
     written atomically; plus tokenizer.json when a tokenizer with save_pretrained is given.
     """
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
     state = {k: backend.to_host(v) for k, v in model.state_dict().items()}  # host: checkpoint writing
     tensors = minilora_to_hf(state, model.config)
     extra = {**getattr(model, "hf_config", {}), **(extra_config or {})}
-    stio.write_safetensors(p / WEIGHTS_NAME, tensors, metadata={"format": "pt"})
-    stio.write_json(p / CONFIG_NAME, config_to_hf(model.config, extra))
-    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(p)
+    with atomic_folder(path) as folder:  # config and weights land together, or neither (see minilora.io)
+        stio.write_safetensors(folder.path(WEIGHTS_NAME), tensors, metadata={"format": "pt"})
+        stio.write_json(folder.path(CONFIG_NAME), config_to_hf(model.config, extra))
+        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(folder.root)

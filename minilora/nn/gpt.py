@@ -27,6 +27,7 @@ from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifie
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, skip_init, zeros_
 from minilora.nn.module import Module, ModuleDict, ModuleList
 from minilora.tensor import Tensor
+from minilora.validate import check_fields, check_range
 
 
 @dataclasses.dataclass
@@ -43,6 +44,7 @@ class GPTConfig:
     layer_norm_epsilon: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -51,6 +53,7 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        check_range(self, "layer_norm_epsilon", 0.0, low_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

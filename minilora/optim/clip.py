@@ -78,11 +78,42 @@ def check_finite(step: int, loss: float, norm: float, named_params: Iterable[tup
     """
     if math.isfinite(loss) and math.isfinite(norm):
         return
-    bad = []
-    for name, p in named_params:
-        if p.grad is not None and not bool(backend.to_host(p.xp.isfinite(p.grad).all())):  # host
-            bad.append(name)
+    bad = _nonfinite(named_params, lambda p: p.grad)
     where = f"in the gradient of {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") if bad else ""
     if not math.isfinite(loss):
         raise NonFiniteError(f"step {step}: the loss is {loss}" + (f"; non-finite values {where}" if bad else ""))
     raise NonFiniteError(f"step {step}: non-finite gradient {where or '(norm ' + str(norm) + ')'}; weights untouched")
+
+
+def _nonfinite(named_params: Iterable[tuple[str, Tensor]], get: Any) -> list[str]:
+    """Names whose array (``get(p)``) holds NaN/inf, in backward order: the first is where the values arose.
+
+    Backward visits the parameters last-used-first (the head, then the blocks from the top down), and a
+    NaN flows from where it appears to everything computed after it in that order, so the earliest in
+    backward order is the culprit, not the first in the model's order.
+    """
+    bad = []
+    for name, p in reversed(list(named_params)):
+        a = get(p)
+        if a is not None and not bool(backend.to_host(p.xp.isfinite(a).all())):  # host: only when stopping
+            bad.append(name)
+    return bad
+
+
+def check_updated(step: int, named_params: Iterable[tuple[str, Tensor]], lr: float) -> None:
+    """Raise NonFiniteError when an optimizer update left NaN/inf in a parameter (e.g. ``lr`` inf); one host sync.
+
+    Called after every update, before anything (metrics, checkpoint) is written, so a run that goes
+    non-finite stops at that step and no checkpoint with its values is ever written.
+    """
+    named = list(named_params)
+    if not named:
+        return
+    xp = named[0][1].xp
+    flags = xp.stack([xp.isfinite(p.data).all() for _, p in named])
+    if bool(backend.to_host(flags.all())):  # host: the guard's one sync after the update
+        return
+    bad = _nonfinite(named, lambda p: p.data)
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise NonFiniteError(f"step {step}: the update left non-finite values in {bad[0]}{more} (learning rate {lr}); "
+                         "try a lower --lr or --grad-clip")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from minilora.validate import check_fields
+
 
 class TaskType:
     """PEFT's task types that minilora has models for (``LoraConfig(task_type=TaskType.CAUSAL_LM)``)."""
@@ -37,6 +39,7 @@ class PeftConfig:
             if self.task_type not in TASK_TYPES:
                 raise ValueError(f"{type(self).__name__}.task_type must be one of {TASK_TYPES} or None (minilora "
                                  f"has causal LMs and sequence classifiers), got {self.task_type!r}")
+        check_fields(self)  # types first: lora_alpha "16" or target_modules 5 never reach the model
         self.validate()
 
     def validate(self) -> None:

@@ -20,15 +20,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import zipfile
 from typing import Any
 
 import numpy as np
 
 import minilora
 from minilora import backend
-from minilora.io import atomic_write_npz, atomic_write_text
-from minilora.nn import Module
+from minilora.io import ArchiveError, atomic_folder, nonfinite_names, read_npz, resolve_folder
+from minilora.nn import Module, all_or_nothing
 from minilora.peft.config import PeftConfig, PromptTuningConfig
 from minilora.peft.peft_model import PeftModel, plain_name
 
@@ -75,16 +74,36 @@ def _peft_format(what: str) -> Any:
     return peft_format
 
 
-def _is_peft_dir(directory: str) -> bool:
+def _detect_format(directory: str) -> str:
+    """"minilora" or "peft" from the files that are there, so a loader reports what is wrong with what is there."""
+    d = resolve_folder(directory)
+    if (d / WEIGHTS_FILE).is_file():
+        return "minilora"
+    if any((d / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
+        return "peft"
+    config_path = d / CONFIG_FILE
+    if not d.is_dir():
+        raise FileNotFoundError(2, "No such adapter file (no such folder)", str(d))
+    if not config_path.is_file():
+        raise FileNotFoundError(2, "No such adapter file (none of adapter_config.json, adapter_model.npz, "
+                                "adapter_model.safetensors here)", str(d))
     try:
-        from minilora.peft.peft_format import is_peft_dir  # noqa: PLC0415
-    except ImportError:
-        return False
-    return is_peft_dir(directory)
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise AdapterError(f"{config_path}: expected a JSON object, got a JSON {type(meta).__name__}")
+    if meta.get("format") == FORMAT:
+        return "minilora"  # read_adapter names the missing weights file
+    if "peft_type" in meta:
+        return "peft"
+    raise AdapterError(f"{config_path}: neither a minilora adapter (no 'format': {FORMAT!r}) nor a PEFT one "
+                       "(no 'peft_type'), and no weights file (adapter_model.npz or adapter_model.safetensors)")
 
 
 def adapter_size(directory: str) -> int:
     """Bytes on disk of a saved adapter (its config and weights)."""
+    directory = str(resolve_folder(directory))
     return sum(os.path.getsize(os.path.join(directory, f)) for f in (CONFIG_FILE, WEIGHTS_FILE))
 
 
@@ -112,14 +131,15 @@ def save_adapter(model: PeftModel, directory: str, adapter_name: str | None = No
         "base_fingerprint": model.base_fingerprint,
         "weights": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()},
     }
-    os.makedirs(directory, exist_ok=True)
-    atomic_write_npz(os.path.join(directory, WEIGHTS_FILE), arrays)
-    atomic_write_text(os.path.join(directory, CONFIG_FILE), json.dumps(meta, indent=2) + "\n")
+    with atomic_folder(directory) as folder:  # both files land together, or neither (see minilora.io)
+        folder.write_npz(WEIGHTS_FILE, arrays)
+        folder.write_text(CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     return adapter_size(directory)
 
 
 def read_adapter(directory: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metadata, arrays) of a saved adapter, validated; FileNotFoundError or AdapterError otherwise."""
+    directory = str(resolve_folder(directory))
     config_path, weights_path = os.path.join(directory, CONFIG_FILE), os.path.join(directory, WEIGHTS_FILE)
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
@@ -129,16 +149,23 @@ def read_adapter(directory: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             meta = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AdapterError(f"{config_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict):
+        raise AdapterError(f"{config_path}: expected a JSON object, got a JSON {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
         raise AdapterError(f"{config_path}: not a minilora adapter (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise AdapterError(f"{config_path}: adapter format version {meta['version']} is newer than this minilora's")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise AdapterError(f"{config_path}: field 'version' must be an integer, got {version!r}")
+    if version > VERSION:
+        raise AdapterError(f"{config_path}: adapter format version {version} is newer than this minilora's")
+    for key, kind in (("config", dict), ("weights", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise AdapterError(f"{config_path}: field {key!r} must be a JSON object, got {meta.get(key)!r}")
     try:
-        with np.load(weights_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise AdapterError(f"{weights_path}: not a readable adapter (corrupt or truncated file: {exc})") from None
-    expected = meta.get("weights", {})
+        arrays = read_npz(weights_path, want={k: tuple(v["shape"]) for k, v in meta["weights"].items()})
+    except (ArchiveError, TypeError, KeyError) as exc:
+        raise AdapterError(f"{weights_path}: not a readable adapter ({exc})") from None
+    expected = meta["weights"]
     missing, unexpected = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or unexpected:
         raise AdapterError(f"{weights_path}: does not match {CONFIG_FILE} (missing {missing}, unexpected {unexpected})")
@@ -157,14 +184,16 @@ def load_adapter(
     PEFT's layout (adapter_config.json with peft_type + adapter_model.safetensors) or minilora's.
     """
     if format is None:
-        format = "peft" if _is_peft_dir(directory) else "minilora"
+        format = _detect_format(directory)
     _check_format(format, "load_adapter")
-    # [hf interop] a Hugging Face PEFT folder (adapter_config.json + adapter_model.safetensors) is auto-detected
-    if format == "peft" or _peft_format("load_adapter").is_peft_dir(directory):
+    if format == "peft":
         peft = _peft_format("load_adapter").load_adapter(model, directory, adapter_name, is_trainable)
         return peft if is_trainable else peft.eval()
     meta, arrays = read_adapter(directory)
-    config = PeftConfig.from_dict(meta["config"])
+    try:
+        config = PeftConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise AdapterError(f"{os.path.join(directory, CONFIG_FILE)}: field 'config': {exc}") from None
     _check_fingerprint(model, meta.get("base_fingerprint"), directory)
     build = config  # prompt tuning from text would need the tokenizer; the saved weights replace the init anyway
     if isinstance(config, PromptTuningConfig) and config.init == "text":
@@ -189,25 +218,18 @@ def _attach(
 ) -> PeftModel:
     """Wrap ``model`` (or add to it) with an adapter built from ``build``, recorded as ``config``, holding ``arrays``.
 
-    On any failure the wrap or the added adapter is undone, so the model is left as it was.
+    On any failure the model is left exactly as it was (types, weights bit for bit, flags, adapters).
     """
-    fresh = not isinstance(model, PeftModel)
-    if fresh:
-        peft = PeftModel(model, build, adapter_name)
-    else:
-        peft = model
-        peft.add_adapter(adapter_name, build)  # raises, changing nothing, for another method family
-    peft.peft_config[adapter_name] = config
-    try:
-        _assign(peft, adapter_name, arrays, directory)
-    except Exception:
-        if fresh:
-            peft.unload()
+    with all_or_nothing(model):  # any failure below leaves the model as it was (see minilora.nn.transaction)
+        if isinstance(model, PeftModel):
+            peft = model
+            peft.add_adapter(adapter_name, build)  # raises for another method family
         else:
-            peft.delete_adapter(adapter_name)
-        raise
-    for p in peft.adapter_state(adapter_name).values():
-        p.requires_grad_(is_trainable)
+            peft = PeftModel(model, build, adapter_name)
+        peft.peft_config[adapter_name] = config
+        _assign(peft, adapter_name, arrays, directory)
+        for p in peft.adapter_state(adapter_name).values():
+            p.requires_grad_(is_trainable)
     return peft
 
 
@@ -220,6 +242,11 @@ def _assign(peft: PeftModel, adapter_name: str, arrays: dict[str, np.ndarray], d
         for k, a in arrays.items()
         if k in state and tuple(a.shape) != tuple(state[k].shape)
     ]
+    problems += [f"{k}: dtype {a.dtype} (adapter tensors must be floating point)" for k, a in arrays.items()
+                 if np.dtype(a.dtype).kind != "f"]
+    bad = nonfinite_names(arrays)
+    if bad:
+        problems.append(f"non-finite values (NaN/Inf) in {', '.join(bad)}")
     if problems:
         raise AdapterError(f"{directory}: the adapter does not fit this model: " + "; ".join(problems))
     for k, a in arrays.items():

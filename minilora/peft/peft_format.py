@@ -38,6 +38,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.hf import safetensors_io as stio
+from minilora.io import atomic_folder, resolve_folder
 from minilora.peft.config import LoraConfig
 
 CONFIG_NAME = "adapter_config.json"
@@ -232,7 +233,7 @@ def from_peft_config(d: dict[str, Any], lora_paths: list[str], source: str = CON
 # ----------------------------------------------------------------------------- folders
 def is_peft_dir(directory: str | os.PathLike[str]) -> bool:
     """True for a folder in PEFT's format: adapter_config.json with peft_type "LORA" + adapter_model.safetensors."""
-    p = Path(directory)
+    p = resolve_folder(directory)
     if not ((p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
         return False
     try:
@@ -244,7 +245,7 @@ def is_peft_dir(directory: str | os.PathLike[str]) -> bool:
 
 def load_peft_format(directory: str | os.PathLike[str]) -> tuple[LoraConfig, dict[str, np.ndarray]]:
     """(LoraConfig, adapter state by minilora plain name, float32) from a PEFT LoRA folder; shapes checked."""
-    p = Path(directory)
+    p = resolve_folder(directory)
     if not (p / WEIGHTS_NAME).is_file() and (p / "adapter_model.bin").is_file():
         raise FileNotFoundError(
             2, "no adapter_model.safetensors (adapter_model.bin is pickle, which minilora never loads: re-save it "
@@ -271,7 +272,7 @@ def load_peft_format(directory: str | os.PathLike[str]) -> tuple[LoraConfig, dic
 
 def read_fingerprint(directory: str | os.PathLike[str]) -> str | None:
     """The minilora base fingerprint stored in the weights file's metadata (None for adapters PEFT wrote)."""
-    return stio.read_metadata(Path(directory) / WEIGHTS_NAME).get(FINGERPRINT_KEY)
+    return stio.read_metadata(resolve_folder(directory) / WEIGHTS_NAME).get(FINGERPRINT_KEY)
 
 
 def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str | None = None) -> int:
@@ -304,10 +305,10 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
         base_model_name_or_path=getattr(base, "name_or_path", None),
     )
     p = Path(directory)
-    p.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", FINGERPRINT_KEY: model.base_fingerprint}
-    stio.write_safetensors(p / WEIGHTS_NAME, tensors, metadata=metadata)
-    stio.write_json(p / CONFIG_NAME, hf_config)
+    with atomic_folder(p) as folder:  # both files land together, or neither (see minilora.io)
+        stio.write_safetensors(folder.path(WEIGHTS_NAME), tensors, metadata=metadata)
+        stio.write_json(folder.path(CONFIG_NAME), hf_config)
     return sum((p / f).stat().st_size for f in (CONFIG_NAME, WEIGHTS_NAME))
 
 

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from minilora.nn import LayerNorm, Linear, Module, ModuleDict, Parameter
+from minilora.nn import LayerNorm, Linear, Module, ModuleDict, Parameter, all_or_nothing
 from minilora.peft.adapter import BottleneckAdapter, ModulesToSave
 from minilora.peft.base_layer import PeftLayer
 from minilora.peft.config import (
@@ -80,8 +80,9 @@ class PeftModel(PeftNames, Module):
         self._original_flags = [(p, p.requires_grad) for p in model.parameters()]
         self._disabled = False
         self.tokenizer = tokenizer
-        model.requires_grad_(False)
-        self.add_adapter(adapter_name, config)
+        with all_or_nothing(model):  # a failure leaves the base exactly as it was (types, weights, flags)
+            model.requires_grad_(False)
+            self.add_adapter(adapter_name, config)
 
     # ------------------------------------------------------------------ naming without a wrapper prefix
     def named_modules(
@@ -135,12 +136,9 @@ class PeftModel(PeftNames, Module):
             if isinstance(config, LoraConfig) and config.quantize != first.quantize:
                 raise ValueError("add_adapter: every LoRA adapter of a PeftModel must agree on quantize (QLoRA)")
         activate = not self.peft_config
-        self.peft_config[adapter_name] = config
-        try:
+        with all_or_nothing(self):  # the per-method injection may stop half-way: everything is rolled back
+            self.peft_config[adapter_name] = config
             self._inject(adapter_name, config, activate)
-        except Exception:
-            self.peft_config.pop(adapter_name)
-            raise
 
     def _inject(self, name: str, config: PeftConfig, activate: bool) -> None:
         base = self.base_model

@@ -23,6 +23,7 @@ import numpy as np
 from minilora.autograd import Function
 from minilora.gradcheck_cases import register
 from minilora.nn.module import Module, Parameter
+from minilora.nn.transaction import all_or_nothing
 from minilora.ops.linear import check_same_dtype
 from minilora.peft.nf4 import NF4Tensor, quantize_nf4
 
@@ -192,6 +193,10 @@ def quantize_model(
     regular expression, "all-linear" = every Linear but lm_head). A weight tied to
     another parameter (GPT's lm_head shares wte's) is refused: quantising it would untie it.
     """
+    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size <= 0:
+        raise ValueError(f"quantize_model: block_size must be a positive integer, got {block_size!r}")
+    if not isinstance(double_quant, bool):
+        raise TypeError(f"quantize_model: double_quant must be True or False, got {double_quant!r}")
     names = _matching_linears(model, target_modules)  # raises, listing the model's modules, on no match
     for name in names:
         linear = model.get_submodule(name)
@@ -206,8 +211,9 @@ def quantize_model(
             raise ValueError(
                 f"quantize_model: {name}.weight is tied to {', '.join(owners)}; quantising it would untie the weights"
             )
-    for name in names:
-        model.set_submodule(name, Linear4bit.from_linear(model.get_submodule(name), block_size, double_quant))
+    with all_or_nothing(model):  # a layer that fails to quantise leaves every layer as it was
+        for name in names:
+            model.set_submodule(name, Linear4bit.from_linear(model.get_submodule(name), block_size, double_quant))
     return model
 
 

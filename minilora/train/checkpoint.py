@@ -28,10 +28,15 @@ from typing import Any
 import numpy as np
 
 from minilora import backend
-from minilora.io import atomic_write_npz
+from minilora.io import ArchiveError, atomic_write_npz, nonfinite_names, read_npz
 
 FORMAT = "minilora-checkpoint"
 VERSION = 1
+TIED = (("transformer.wte.weight", "lm_head.weight"),)  # copies that must agree when a file holds both
+
+
+class NonFiniteCheckpointError(ValueError):
+    """A checkpoint was to be written with NaN/Inf values: nothing was written (the previous file stays)."""
 
 
 class CheckpointError(ValueError):
@@ -56,6 +61,24 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Save a model (and optionally its optimizer and the training state) to ``path`` atomically."""
+    arrays, meta = checkpoint_arrays(model, optimizer, step=step, tokenizer=tokenizer, schedule=schedule,
+                                     sampler_state=sampler_state, train_config=train_config, extra=extra)
+    arrays["meta"] = _json_array(meta)
+    atomic_write_npz(path, arrays)
+
+
+def checkpoint_arrays(
+    model: Any,
+    optimizer: Any = None,
+    *,
+    step: int = 0,
+    tokenizer: Any = None,
+    schedule: Any = None,
+    sampler_state: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, meta) of a checkpoint, host-side; NonFiniteCheckpointError, naming the tensors, if any is NaN/Inf."""
     arrays: dict[str, np.ndarray] = {}
     weights = model.state_dict()
     for name, a in weights.items():
@@ -87,8 +110,13 @@ def save_checkpoint(
                 else:
                     scalars.setdefault(str(idx), {})[key] = v
         meta["optimizer"] = {"class": type(optimizer).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
-    arrays["meta"] = _json_array(meta)
-    atomic_write_npz(path, arrays)
+    bad = nonfinite_names(arrays)
+    if bad:
+        raise NonFiniteCheckpointError(
+            f"refusing to write a checkpoint at step {step}: non-finite values (NaN/Inf) in {', '.join(bad[:5])}"
+            + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        )
+    return arrays, meta
 
 
 def _family_name(model: Any) -> str | None:
@@ -138,7 +166,15 @@ class Checkpoint:
 
         if self.meta.get("tokenizer") is None:
             raise CheckpointError(f"{self.path}: the checkpoint has no tokenizer vocabulary")
-        return CharTokenizer.from_dict(self.meta["tokenizer"])
+        try:
+            tok = CharTokenizer.from_dict(self.meta["tokenizer"])
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: checkpoint field 'tokenizer': {exc}") from None
+        vocab = (self.model_config or {}).get("vocab_size")
+        if isinstance(vocab, int) and tok.vocab_size != vocab:
+            raise CheckpointError(f"{self.path}: checkpoint field 'tokenizer' has {tok.vocab_size} characters but "
+                                  f"the model's vocab_size is {vocab}")
+        return tok
 
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's ``state_dict()`` as it was saved."""
@@ -154,8 +190,45 @@ class Checkpoint:
         return {"state": state, "param_groups": opt["param_groups"]}
 
 
+def _bad(path: str, field: str, want: str, value: Any) -> CheckpointError:
+    return CheckpointError(f"{path}: checkpoint field {field!r} must be {want}, got {value!r}")
+
+
+def _check_meta(path: str, meta: Any) -> None:
+    """Every field load and resume use, by type, before anything is read into a model."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the 'meta' entry must be a JSON object, got a JSON {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a minilora checkpoint (format {meta.get('format')!r})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _bad(path, "version", "an integer", version)
+    if version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} is newer than this minilora ({VERSION})")
+    for key in ("step", "weights", "rng"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing key {key!r} in the checkpoint metadata")
+    step = meta["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise _bad(path, "step", "a non-negative integer", step)
+    if not isinstance(meta["weights"], list) or not all(isinstance(w, str) for w in meta["weights"]):
+        raise _bad(path, "weights", "a list of weight names", meta["weights"])
+    rng = meta["rng"]
+    if not isinstance(rng, dict) or not isinstance(rng.get("seed"), int):
+        raise _bad(path, "rng", "an object with an integer 'seed'", rng)
+    for key in ("model_config", "tokenizer", "schedule", "train_config", "sampler", "optimizer"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise _bad(path, key, "a JSON object or null", meta[key])
+    if not isinstance(meta.get("extra", {}), dict):
+        raise _bad(path, "extra", "a JSON object", meta["extra"])
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and validate a checkpoint; a missing file raises FileNotFoundError, anything else CheckpointError."""
+    """Read and validate a checkpoint; a missing file raises FileNotFoundError, anything else CheckpointError.
+
+    The archive's directory and ``meta`` are checked before any weight is read (see minilora.io.read_npz);
+    weights holding NaN/Inf, or tied copies (wte, lm_head) that disagree, are refused by name.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such checkpoint file", path)
@@ -165,28 +238,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint (expected an .npz archive; the file is corrupt or of "
                               "another kind)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}  # reads every member: CRC errors surface here
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated file: {exc})") from None
-    if "meta" not in arrays:
-        raise CheckpointError(f"{path}: missing key 'meta' (not a minilora checkpoint)")
+        arrays = read_npz(path, first="meta")
+    except ArchiveError as exc:
+        raise CheckpointError(str(exc).replace("minilora file of this kind", "minilora checkpoint")) from None
     try:
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: the 'meta' entry is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a minilora checkpoint (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {meta['version']} is newer than this minilora ({VERSION})")
-    for key in ("step", "weights", "rng"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: missing key {key!r} in the checkpoint metadata")
+    _check_meta(path, meta)
     weights = {}
     for name in meta["weights"]:
         if f"model.{name}" not in arrays:
             raise CheckpointError(f"{path}: missing key 'model.{name}'")
         weights[name] = arrays[f"model.{name}"]
+    bad = nonfinite_names(weights)
+    if bad:
+        raise CheckpointError(f"{path}: non-finite values (NaN/Inf) in {', '.join(bad)}; this checkpoint cannot "
+                              "be used (an earlier one, or a lower learning rate, may)")
+    for a, b in TIED:
+        if a in weights and b in weights and not np.array_equal(weights[a], weights[b]):
+            raise CheckpointError(f"{path}: the tied weights {a} and {b} disagree (the file was edited or damaged)")
     optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
     return Checkpoint(path, meta, weights, optim)
 

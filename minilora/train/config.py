@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from minilora.validate import check_fields, check_range
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -41,12 +43,16 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # rerun each block in backward instead of keeping its activations
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: "3.7" steps, "nan" rates and "no" flags are refused by name
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "eval_interval", "checkpoint_interval"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
+        check_range(self, "min_lr_ratio", 0.0, 1.0)
+        for name in ("beta1", "beta2", "momentum"):
+            check_range(self, name, 0.0, 1.0, high_open=True)
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise ValueError(f"TrainConfig: optimizer must be adamw, adam or sgd, got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine", "linear"):

@@ -29,11 +29,48 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from minilora import backend
-from minilora.optim import SGD, Adam, AdamW, check_finite, get_schedule, grad_norm, param_groups, scale_grads
+from minilora.io import atomic_folder, atomic_write_npz, atomic_write_text, resolve_folder
+from minilora.nn import all_or_nothing
+from minilora.optim import (
+    SGD,
+    Adam,
+    AdamW,
+    check_finite,
+    check_updated,
+    get_schedule,
+    grad_norm,
+    param_groups,
+    scale_grads,
+)
 from minilora.optim.optimizer import Optimizer
 from minilora.optim.schedules import Schedule
-from minilora.train.checkpoint import load_checkpoint, restore_model, restore_optimizer, save_checkpoint
+from minilora.train.checkpoint import (
+    CheckpointError,
+    _json_array,
+    checkpoint_arrays,
+    load_checkpoint,
+    restore_model,
+    restore_optimizer,
+)
 from minilora.train.config import TrainConfig
+
+CKPT, METRICS = "ckpt.npz", "metrics.jsonl"
+
+
+def _metrics_upto(path: str, step: int) -> list[str]:
+    """The lines of a metrics log up to ``step`` (what a run resumed there had logged); [] without a log."""
+    if not os.path.isfile(path):
+        return []
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-append
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                lines.append(line if line.endswith("\n") else line + "\n")
+    return lines
 
 
 @dataclasses.dataclass
@@ -103,6 +140,12 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.history = History()
         self._trainable = [(n, p) for n, p in self.optimizer.named_parameters() if p.requires_grad]
+        self._tokens = 0
+        # the run folder (out_dir) is saved as a unit: ckpt.npz, metrics.jsonl and these files (e.g. the CLI's
+        # config.json and vocab.json), so a kill at any moment leaves a matching set (see minilora.io)
+        self.run_files: dict[str, str] = {}
+        self._metrics: list[str] = []  # metrics.jsonl lines of this run (cut back to the checkpoint on resume)
+        self._log_synced = False  # the live metrics.jsonl is rewritten from _metrics before the first append
 
     # ------------------------------------------------------------------ paths
     @property
@@ -110,10 +153,16 @@ class Trainer:
         return os.path.join(self.config.out_dir, "ckpt.npz") if self.config.out_dir else None
 
     def _log(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record) + "\n"
+        self._metrics.append(line)
         if self.config.out_dir:
-            os.makedirs(self.config.out_dir, exist_ok=True)
-            with open(os.path.join(self.config.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            path = os.path.join(self.config.out_dir, METRICS)
+            if not self._log_synced:  # never append to another run's log, or past a resumed checkpoint
+                atomic_write_text(path, "".join(self._metrics))
+                self._log_synced = True
+                return
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, float]:
@@ -140,6 +189,7 @@ class Trainer:
             group["lr"] = group["initial_lr"] * lr_factor
         self.optimizer.step()
         self.optimizer.zero_grad()
+        check_updated(self.step + 1, self._trainable, self.optimizer.param_groups[0]["lr"])  # before any write
         self.step += 1
         return loss_value, norm_value
 
@@ -156,12 +206,14 @@ class Trainer:
         return report
 
     def save(self, path: str | None = None) -> str:
-        """Write a resumable checkpoint (default ``out_dir/ckpt.npz``) atomically."""
-        path = path or self.checkpoint_path
-        if path is None:
+        """Write a resumable checkpoint atomically; the default (``out_dir/ckpt.npz``) saves the run folder as a unit.
+
+        Nothing is written when a value is NaN/Inf (NonFiniteCheckpointError): a good checkpoint is never replaced.
+        """
+        target = path or self.checkpoint_path
+        if target is None:
             raise ValueError("Trainer.save: no path given and config.out_dir is None")
-        save_checkpoint(
-            path,
+        arrays, meta = checkpoint_arrays(
             self.model,
             self.optimizer,
             step=self.step,
@@ -171,18 +223,46 @@ class Trainer:
             train_config=self.config.to_dict(),
             extra={"history": self.history.to_dict()},
         )
-        return path
+        arrays["meta"] = _json_array(meta)
+        if target != self.checkpoint_path:
+            atomic_write_npz(target, arrays)
+            return target
+        with atomic_folder(self.config.out_dir) as folder:
+            folder.write_npz(CKPT, arrays)
+            folder.write_text(METRICS, "".join(self._metrics))
+            for name, text in self.run_files.items():
+                folder.write_text(name, text)
+        self._log_synced = True
+        return target
 
     def resume(self, path: str) -> None:
-        """Restore weights, optimizer, step, RNG states and history from a checkpoint written by ``save``."""
+        """Restore weights, optimizer, step, RNG states and history from a checkpoint written by ``save``.
+
+        All or nothing: the checkpoint is read and checked first, and if applying it fails half-way, the model,
+        optimizer, sampler, RNG and step are put back as they were. The run's metrics are cut back to its step.
+        """
+        folder = resolve_folder(os.path.dirname(path) or ".")
+        path = os.path.join(folder, os.path.basename(path))
         ckpt = load_checkpoint(path)
-        restore_model(ckpt, self.model)
-        restore_optimizer(ckpt, self.optimizer)
-        if ckpt.meta.get("sampler") is not None:
-            self.task.load_state_dict(ckpt.meta["sampler"])
-        backend.set_rng_state(ckpt.meta["rng"])
-        self.step = ckpt.step
-        self.history = History.from_dict(ckpt.meta.get("extra", {}).get("history", {}))
+        metrics = _metrics_upto(os.path.join(folder, METRICS), ckpt.step)
+        before = (self.optimizer.state_dict(), self.task.state_dict(), backend.rng_state())
+        with all_or_nothing(self, self.model):
+            try:
+                restore_model(ckpt, self.model)
+                restore_optimizer(ckpt, self.optimizer)
+                if ckpt.meta.get("sampler") is not None:
+                    self.task.load_state_dict(ckpt.meta["sampler"])
+                backend.set_rng_state(ckpt.meta["rng"])
+                self.step = ckpt.step
+                self.history = History.from_dict(ckpt.meta.get("extra", {}).get("history", {}))
+            except BaseException as exc:
+                self.optimizer.load_state_dict(before[0])
+                self.task.load_state_dict(before[1])
+                backend.set_rng_state(before[2])
+                if isinstance(exc, (KeyError, TypeError, ValueError)) and not isinstance(exc, CheckpointError):
+                    raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from None
+                raise
+        self._metrics, self._log_synced = metrics, False
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None) -> History:
