@@ -15,6 +15,7 @@ from minilora.ops.attention import scaled_dot_product_attention
 from minilora.ops.dropout import dropout
 from minilora.ops.embedding import embedding
 from minilora.ops.linear import linear
+from minilora.ops.linear_cross_entropy import linear_cross_entropy
 from minilora.ops.loss import cross_entropy
 from minilora.ops.math import masked_fill, where
 from minilora.ops.normalization import layer_norm, rms_norm
@@ -67,7 +68,8 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "cat", "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax",
+    "cat", "concat", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "linear_cross_entropy",
+    "log_softmax",
     "masked_fill", "relu", "rms_norm", "rotary_embedding", "scaled_dot_product_attention", "self_attention",
     "sigmoid", "silu", "softmax", "split", "stack", "swiglu", "tanh", "where",
 ]

@@ -29,6 +29,7 @@ from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import KVCache, expand_batch
 from minilora.nn.checkpointing import GradientCheckpointing
+from minilora.nn.layers import Linear
 from minilora.nn.module import Module
 from minilora.tensor import Tensor
 
@@ -192,9 +193,15 @@ class CausalLMBase(GradientCheckpointing, Module):
 
 
 class CausalLMMixin:
-    """The language-model head over a family's base: forward with loss, generate, save_pretrained."""
+    """The language-model head over a family's base: forward with loss, generate, save_pretrained.
+
+    With targets and B * T * V above ``chunked_loss_threshold`` logits, the head and the loss run as one
+    chunked op (F.linear_cross_entropy) that never holds the (B, T, V) logits: forward then returns
+    ``(None, loss)``; call ``model(idx)`` without targets for the logits.
+    """
 
     lm_head: Any
+    chunked_loss_threshold: int = 1 << 22  # logits (16 MB in float32); 0 always chunks, a huge value never
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "cpu", **kwargs: Any) -> Any:
@@ -222,23 +229,29 @@ class CausalLMMixin:
         prompt_embeds: Tensor | None = None,
         kv_cache: KVCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """(logits (B, T, V) over the T real tokens, mean cross entropy over targets != -100 or None)."""
+        """(logits (B, T, V) over the T real tokens, mean cross entropy over targets != -100 or None).
+
+        logits is None when the chunked loss ran (targets given, B * T * V > ``chunked_loss_threshold``)."""
         h, P = self.hidden_states(  # type: ignore[attr-defined]
             idx, attention_mask=attention_mask, prefix_kv=prefix_kv, prompt_embeds=prompt_embeds, kv_cache=kv_cache
         )
         if P:
             h = h[:, P:, :]  # drop the soft prompt positions: (B, T, C)
-        logits = self.lm_head(h)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            tgt = as_ids(targets, logits.device, "targets", type(self).__name__)
-            B, T, V = logits.shape
-            if tuple(tgt.shape) != (B, T):
-                raise ValueError(
-                    f"{type(self).__name__}: targets must have the shape of idx ({B}, {T}), got {tuple(tgt.shape)}"
-                )
-            loss = F.cross_entropy(logits.reshape(B * T, V), tgt.reshape(B * T), ignore_index=-100)
-        return logits, loss
+        if targets is None:
+            return self.lm_head(h), None  # (B, T, V)
+        B, T, C = h.shape
+        tgt = as_ids(targets, h.device, "targets", type(self).__name__)
+        if tuple(tgt.shape) != (B, T):
+            raise ValueError(
+                f"{type(self).__name__}: targets must have the shape of idx ({B}, {T}), got {tuple(tgt.shape)}"
+            )
+        head = self.lm_head
+        V = head.out_features
+        if B * T * V > self.chunked_loss_threshold and type(head) is Linear:  # not a PEFT-wrapped head
+            # same as the two lines below, by chunks of tokens: no (B * T, V) array is kept
+            return None, F.linear_cross_entropy(h.reshape(B * T, C), head.weight, tgt.reshape(B * T), head.bias)
+        logits = head(h)  # (B, T, V)
+        return logits, F.cross_entropy(logits.reshape(B * T, V), tgt.reshape(B * T), ignore_index=-100)
 
     def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
         """Append up to ``max_new_tokens`` tokens to idx (B, T): see minilora.nn.generation.generate."""

@@ -6,6 +6,7 @@ from minilora.ops.attention import ScaledDotProductAttention, scaled_dot_product
 from minilora.ops.dropout import Dropout, dropout
 from minilora.ops.embedding import Embedding, embedding
 from minilora.ops.linear import Linear, linear
+from minilora.ops.linear_cross_entropy import LinearCrossEntropy, linear_cross_entropy
 from minilora.ops.loss import CrossEntropy, cross_entropy
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
 from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
@@ -21,7 +22,7 @@ __all__ = [
     "Exp", "Log", "MaskedFill", "ReLU", "Sigmoid", "Sqrt", "Tanh", "Where", "masked_fill", "where",
     "Max", "Mean", "Sum",
     "GELUErf", "GELUTanh", "SiLU", "SwiGLU", "erf", "gelu", "silu", "swiglu",
-    "Embedding", "embedding", "Linear", "linear",
+    "Embedding", "embedding", "Linear", "linear", "LinearCrossEntropy", "linear_cross_entropy",
     "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
     "CrossEntropy", "cross_entropy", "Dropout", "dropout", "ScaledDotProductAttention",
     "scaled_dot_product_attention", "SelfAttentionQKV", "self_attention",
