@@ -1,7 +1,15 @@
 """Optimizers (SGD, Adam, AdamW), learning-rate schedules, gradient clipping and the non-finite guard."""
 
 from minilora.optim.adam import Adam, AdamW
-from minilora.optim.clip import NonFiniteError, check_finite, check_updated, clip_grad_norm, clip_grad_norm_, grad_norm, scale_grads
+from minilora.optim.clip import (
+    NonFiniteError,
+    check_finite,
+    check_updated,
+    clip_grad_norm,
+    clip_grad_norm_,
+    grad_norm,
+    scale_grads,
+)
 from minilora.optim.optimizer import Optimizer, param_groups
 from minilora.optim.schedules import (
     ConstantSchedule,
