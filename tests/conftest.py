@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -47,3 +53,39 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("skipped, by reason")
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             terminalreporter.write_line(f"{n:5d} skipped: {reason}")
+
+
+# ----------------------------------------------------------------------------- data parallel: mpiexec subprocesses
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+
+
+@pytest.fixture(scope="session")
+def mpirun() -> Callable[..., subprocess.CompletedProcess]:
+    """``mpirun(args, n=2, timeout=60)``: ``mpiexec -n N python ARGS`` with one BLAS thread per rank.
+
+    Skips (the reason is shown) only where mpiexec or mpi4py is missing. A run past ``timeout``
+    fails the test after its whole process group is killed (a hang never outlives the test).
+    """
+    if MPIEXEC is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("data-parallel run skipped: mpiexec or mpi4py not found (pip install -e '.[mpi]')")
+    flags, env = [], {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS}
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if "Open MPI" in subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout:
+        flags = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+
+    def run(args: list[str], n: int = 2, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [MPIEXEC, *flags, "-n", str(n), sys.executable, *args]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"{' '.join(cmd)} still running after {timeout} s (a hang):\n{err[-2000:]}")
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    return run
+
+
+_LAUNCHER_VARS = {"PMI_RANK", "PMI_SIZE", "PMI_FD", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"}

@@ -55,7 +55,10 @@ def add_parser(sub: Any, name: str) -> None:
     g.add_argument("--prompt-init-text", default=None, help="initialise the soft prompt from this text's embeddings")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
-    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--batch-size", type=int, default=16,
+                   help="examples per step on each rank (mpiexec -n N: N times as many per step; default 16)")
+    g.add_argument("--global-batch-size", type=int, default=0,
+                   help="examples per step over all ranks, split evenly (default 0: batch size x ranks)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per method)")
     g.add_argument("--eval-interval", type=int, default=50)
     g.add_argument("--corpus-size", type=int, default=None, help="lines/examples to generate for a built-in corpus")
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         tokens = np.asarray(tokenizer.encode(corpus.text))
         train_tokens, val_tokens = train_val_split(tokens, 0.1)
         config = build_config(args)
-        cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr or DEFAULT_LR[args.method],
+        cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
+                          lr=args.lr or DEFAULT_LR[args.method],
                           warmup_steps=min(20, args.steps // 10), eval_interval=args.eval_interval,
                           weight_decay=0.1 if args.method == "full" else 0.0, seed=args.seed, device=args.device,
                           progress=args.progress, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
@@ -151,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     history = trainer.fit()
     seconds = time.perf_counter() - t0
-    size = peft.save_adapter(out)
+    size = peft.save_adapter(out) if trainer.dp.is_main else 0
     before, after = history.val_loss[0], history.val_loss[-1]
     print(f"done: {trainer.step} steps in {seconds:.1f} s, val loss {before:.4f} -> {after:.4f}; "
-          f"adapter {size:,} bytes in {out}")
+          f"{trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s; adapter {size:,} bytes in {out}")
     return 0

@@ -34,6 +34,8 @@ HELP = {
     "grad_clip": "clip the global gradient norm (0: off)", "grad_accum_steps": "micro-batches per step",
     "checkpoint_interval": "save every N steps (0: only at the end)", "eval_interval": "validate every N steps",
     "gradient_checkpointing": "rerun each block in backward instead of keeping its activations (less memory)",
+    "batch_size": "examples per micro-batch on each rank (mpiexec -n N: N times as many per step)",
+    "global_batch_size": "examples per micro-batch over all ranks, split evenly (0: batch size x ranks)",
 }
 
 
@@ -134,5 +136,6 @@ def run(args: argparse.Namespace) -> int:
     report = history.val_metrics[-1] if history.val_metrics else {}
     print(f"done: step {trainer.step}, train loss {history.train_loss[-1]:.4f}, "
           f"val loss {report.get('val_loss', float('nan')):.4f} (perplexity {report.get('val_ppl', float('nan')):.2f}) "
-          f"in {seconds:.1f} s" + (f"; checkpoint {ckpt_path}" if ckpt_path else ""))
+          f"in {seconds:.1f} s; {trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s"
+          + (f"; checkpoint {ckpt_path}" if ckpt_path else ""))
     return 0

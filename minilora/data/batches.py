@@ -49,10 +49,15 @@ class BatchSampler:
             )
         self.tokens, self.batch_size, self.block_size, self.device = tokens, batch_size, block_size, device
         self.rng = np.random.default_rng(seed)
+        self.part = slice(None)  # this rank's slice of every batch drawn (all of it in one process)
+
+    def shard(self, rank: int, world_size: int, global_batch: int) -> None:
+        """Data parallel: draw ``global_batch`` rows from the seed (the same on every rank), keep this rank's slice."""
+        shard_batch(self, rank, world_size, global_batch)
 
     def sample(self) -> tuple[Any, Any]:
-        """One random batch ``(x, y)``, each (batch_size, block_size) int64 on the device."""
-        starts = self.rng.integers(0, len(self.tokens) - self.block_size - 1, size=self.batch_size)
+        """One random batch ``(x, y)``, each (batch_size, block_size) int64 on the device (sharded: this rank's rows)."""
+        starts = self.rng.integers(0, len(self.tokens) - self.block_size - 1, size=self.batch_size)[self.part]
         offsets = starts[:, None] + np.arange(self.block_size + 1)  # (B, T + 1)
         window = self.tokens[offsets]
         return (backend.to_device(window[:, :-1], self.device), backend.to_device(window[:, 1:], self.device))
@@ -71,6 +76,15 @@ class BatchSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+def shard_batch(sampler: Any, rank: int, world_size: int, global_batch: int) -> None:
+    """Make ``sampler`` draw ``global_batch`` rows and keep rows [rank * b, (rank + 1) * b), b = global / world."""
+    if world_size < 1 or not 0 <= rank < world_size or global_batch < world_size or global_batch % world_size:
+        raise ValueError(f"{type(sampler).__name__}.shard: rank {rank} of {world_size} cannot take an equal slice "
+                         f"of a global batch of {global_batch}")
+    b = global_batch // world_size
+    sampler.batch_size, sampler.part = global_batch, slice(rank * b, (rank + 1) * b)
 
 
 def eval_windows(
@@ -125,11 +139,14 @@ class ExampleSampler:
         self.examples, self.tokenizer = list(examples), tokenizer
         self.batch_size, self.block_size, self.device = batch_size, block_size, device
         self.rng = np.random.default_rng(seed)
+        self.part = slice(None)
 
     def sample(self) -> tuple[Any, Any, Any]:
         """One random batch ``(idx, attention_mask, labels)`` (see ``pad_examples``)."""
         pick = self.rng.integers(0, len(self.examples), size=self.batch_size)
-        return pad_examples([self.examples[i] for i in pick], self.tokenizer, self.block_size, self.device)
+        # padded to the longest of the whole (global) batch, then sliced: every rank's shapes match one process's
+        batch = pad_examples([self.examples[i] for i in pick], self.tokenizer, self.block_size, self.device)
+        return batch if self.part == slice(None) else tuple(a[self.part] for a in batch)  # type: ignore[return-value]
 
     def __len__(self) -> int:
         """Batches in one epoch: ceil(examples / batch_size)."""
@@ -140,5 +157,6 @@ class ExampleSampler:
         for _ in range(len(self)):
             yield self.sample()
 
+    shard = BatchSampler.shard
     state_dict = BatchSampler.state_dict
     load_state_dict = BatchSampler.load_state_dict

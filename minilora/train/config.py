@@ -13,7 +13,8 @@ class TrainConfig:
     """Settings of one training run (pre-training or fine-tuning).
 
     Steps count optimizer updates; with ``grad_accum_steps`` k each update sees k batches
-    of ``batch_size``. ``grad_clip`` 0 disables clipping (the non-finite guard stays on).
+    of ``batch_size`` on each rank (``mpiexec -n N``: k batches of N x ``batch_size``, or of
+    ``global_batch_size`` when set, split evenly). ``grad_clip`` 0 disables clipping (the non-finite guard stays on).
     ``eval_interval`` / ``checkpoint_interval`` 0 mean "only at the end". ``out_dir`` None
     writes no checkpoint and no metrics log. ``gradient_checkpointing`` calls the model's
     ``gradient_checkpointing_enable()`` (docs/memory.md).
@@ -32,6 +33,7 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     grad_clip: float = 1.0
     grad_accum_steps: int = 1
+    global_batch_size: int = 0  # data parallel: 0 means batch_size x the number of ranks (batch_size is per rank)
     eval_interval: int = 100
     eval_batches: int = 8
     eval_at_start: bool = True
@@ -47,7 +49,8 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "eval_interval", "checkpoint_interval"):
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "eval_interval", "checkpoint_interval",
+                     "global_batch_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
         check_range(self, "min_lr_ratio", 0.0, 1.0)

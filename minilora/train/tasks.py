@@ -14,6 +14,7 @@ five methods, or a ``loss_fn(model, batch) -> loss Tensor`` given to the Trainer
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,19 @@ class LMTask:
     def next_batch(self) -> tuple[Any, Any]:
         return self.sampler.sample()
 
+    def shard(self, rank: int, world_size: int, global_batch: int) -> None:
+        """Data parallel: every rank draws the same global batch and trains on its slice (see BatchSampler.shard).
+
+        Validation then reads ``eval_batches`` batches of the global size on every rank: the same windows,
+        and so the same report, as one process with that batch.
+        """
+        self.sampler.shard(rank, world_size, global_batch)
+        self.batch_size = global_batch
+
+    def fingerprint(self) -> bytes:
+        """A digest of the data, compared across ranks before data-parallel training."""
+        return hashlib.blake2b(self.sampler.tokens.tobytes() + np.asarray(self.val_tokens).tobytes()).digest()  # host
+
     def loss(self, model: Any, batch: tuple[Any, Any]) -> Any:
         _, loss = model(batch[0], batch[1])
         return loss
@@ -105,6 +119,11 @@ class ClassificationTask:
 
     def next_batch(self) -> tuple[Any, Any, Any]:
         return self.sampler.sample()
+
+    shard = LMTask.shard
+
+    def fingerprint(self) -> bytes:
+        return hashlib.blake2b(repr((self.sampler.examples, self.val_examples)).encode()).digest()
 
     def loss(self, model: Any, batch: tuple[Any, Any, Any]) -> Any:
         idx, mask, labels = batch

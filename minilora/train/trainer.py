@@ -3,6 +3,7 @@
 One optimizer step (``Trainer.train_step``)::
 
     for each of grad_accum_steps micro-batches:      loss_k = task.loss(model, batch) / k;  loss_k.backward()
+    several ranks (mpiexec): grads, loss = their mean over the ranks (one all-reduce per bucket)
     norm = global gradient norm of the trainable parameters
     loss, norm -> host                                # the one host sync per step
     stop with NonFiniteError if either is NaN/inf      (weights untouched)
@@ -15,6 +16,8 @@ steps, a JSONL metrics log, checkpoints every ``checkpoint_interval`` steps (and
 end) that hold everything needed to resume bit-exactly on the CPU, and a ``History``
 of the losses for plotting. Frozen parameters (requires_grad False) get no gradient,
 no optimizer state and no update: a PEFT-wrapped model trains only its adapter.
+Under ``mpiexec -n N`` each rank takes its slice of the same global batch, and rank 0 alone
+writes the log, the checkpoints and the bar (minilora.train.data_parallel, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from minilora.train.checkpoint import (
     restore_optimizer,
 )
 from minilora.train.config import TrainConfig
+from minilora.train.data_parallel import DataParallel
 
 CKPT, METRICS = "ckpt.npz", "metrics.jsonl"
 
@@ -127,7 +131,8 @@ class Trainer:
         if config.gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable"):
             raise TypeError(f"TrainConfig.gradient_checkpointing: {type(model).__name__} has no "
                             "gradient_checkpointing_enable()")
-        backend.manual_seed(config.seed)
+        self.dp = DataParallel(config)  # the world (one process without a launcher); before anything is on a GPU
+        backend.manual_seed(config.seed + self.dp.rank)  # each rank its own dropout stream
         self.model = model.to(config.device)
         if config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -146,6 +151,8 @@ class Trainer:
         self.run_files: dict[str, str] = {}
         self._metrics: list[str] = []  # metrics.jsonl lines of this run (cut back to the checkpoint on resume)
         self._log_synced = False  # the live metrics.jsonl is rewritten from _metrics before the first append
+        self.dp.setup(self.model, task, config, self._trainable, tokenizer)  # fingerprints, task split, broadcast
+        self.tokens_per_s = 0.0  # of the whole world, over the last fit()
 
     # ------------------------------------------------------------------ paths
     @property
@@ -155,7 +162,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         line = json.dumps(record) + "\n"
         self._metrics.append(line)
-        if self.config.out_dir:
+        if self.config.out_dir and self.dp.is_main:  # one writer
             path = os.path.join(self.config.out_dir, METRICS)
             if not self._log_synced:  # never append to another run's log, or past a resumed checkpoint
                 atomic_write_text(path, "".join(self._metrics))
@@ -176,6 +183,7 @@ class Trainer:
             loss = self.loss_fn(self.model, batch)
             (loss * (1.0 / k) if k > 1 else loss).backward()
             loss_sum = loss.data if loss_sum is None else loss_sum + loss.data
+        loss_sum = self.dp.sync_gradients(loss_sum)  # several ranks: the global mean gradient and loss
         params = [p for _, p in self._trainable]
         norm = grad_norm(params)
         xp = backend.get_array_module(loss_sum)
@@ -209,10 +217,14 @@ class Trainer:
         """Write a resumable checkpoint atomically; the default (``out_dir/ckpt.npz``) saves the run folder as a unit.
 
         Nothing is written when a value is NaN/Inf (NonFiniteCheckpointError): a good checkpoint is never replaced.
+        With several ranks: call it on every rank (it gathers their random states); rank 0 alone writes.
         """
         target = path or self.checkpoint_path
         if target is None:
             raise ValueError("Trainer.save: no path given and config.out_dir is None")
+        world = self.dp.checkpoint_meta()  # collective
+        if not self.dp.is_main:
+            return target
         arrays, meta = checkpoint_arrays(
             self.model,
             self.optimizer,
@@ -221,7 +233,7 @@ class Trainer:
             schedule=self.schedule if isinstance(self.schedule, Schedule) else None,
             sampler_state=self.task.state_dict(),
             train_config=self.config.to_dict(),
-            extra={"history": self.history.to_dict()},
+            extra={"history": self.history.to_dict(), **world},
         )
         arrays["meta"] = _json_array(meta)
         if target != self.checkpoint_path:
@@ -244,6 +256,7 @@ class Trainer:
         folder = resolve_folder(os.path.dirname(path) or ".")
         path = os.path.join(folder, os.path.basename(path))
         ckpt = load_checkpoint(path)
+        self.dp.check_resume(ckpt)  # several ranks: the same file everywhere, written by a world this size
         metrics = _metrics_upto(os.path.join(folder, METRICS), ckpt.step)
         before = (self.optimizer.state_dict(), self.task.state_dict(), backend.rng_state())
         with all_or_nothing(self, self.model):
@@ -253,6 +266,7 @@ class Trainer:
                 if ckpt.meta.get("sampler") is not None:
                     self.task.load_state_dict(ckpt.meta["sampler"])
                 backend.set_rng_state(ckpt.meta["rng"])
+                self.dp.after_resume(ckpt)
                 self.step = ckpt.step
                 self.history = History.from_dict(ckpt.meta.get("extra", {}).get("history", {}))
             except BaseException as exc:
@@ -271,14 +285,15 @@ class Trainer:
         end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         if cfg.eval_at_start and self.step == 0 and not self.history.val_steps:
             self.evaluate()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress, desc="train", unit="step",
-                   dynamic_ncols=True)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress or not self.dp.is_main,
+                   desc="train", unit="step", dynamic_ncols=True)
         t0, self._tokens, last_eval = time.perf_counter(), 0, None
         try:
             while self.step < end:
                 loss, norm = self.train_step()
                 lr = self.optimizer.param_groups[0]["lr"]
-                tok_s = self._tokens / max(time.perf_counter() - t0, 1e-9)
+                tok_s = self._tokens * self.dp.size / max(time.perf_counter() - t0, 1e-9)  # the whole world's
+                self.tokens_per_s = tok_s
                 self.history.steps.append(self.step)
                 self.history.train_loss.append(loss)
                 self.history.lr.append(lr)
