@@ -56,7 +56,7 @@ class BatchSampler:
         shard_batch(self, rank, world_size, global_batch)
 
     def sample(self) -> tuple[Any, Any]:
-        """One random batch ``(x, y)``, each (batch_size, block_size) int64 on the device (sharded: this rank's rows)."""
+        """One random batch ``(x, y)``, each (batch_size, block_size) int64 on the device (sharded: this rank's)."""
         starts = self.rng.integers(0, len(self.tokens) - self.block_size - 1, size=self.batch_size)[self.part]
         offsets = starts[:, None] + np.arange(self.block_size + 1)  # (B, T + 1)
         window = self.tokens[offsets]
