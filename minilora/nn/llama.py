@@ -1,0 +1,310 @@
+"""Llama (and Qwen2, Llama with biases on q/k/v) on the causal-LM core, with Hugging Face's parameter names.
+
+    idx (B, T) -> model.embed_tokens (B, T, C)                    (no position table: RoPE rotates q and k)
+               -> num_hidden_layers x LlamaDecoderLayer:
+                      x = x + self_attn(input_layernorm(x), cos, sin)
+                      x = x + mlp(post_attention_layernorm(x))
+               -> model.norm -> lm_head (B, T, V)                  [LlamaForCausalLM]
+               -> model.norm -> last real token -> score (B, K)   [LlamaForSequenceClassification]
+
+    self_attn: q = rope(q_proj(x)) (B, nh, T, hd), k = rope(k_proj(x)) (B, nkv, T, hd), v = v_proj(x),
+               grouped-query attention (each k/v head serves nh / nkv query heads), o_proj
+    mlp:       down_proj(silu(gate_proj(x)) * up_proj(x))          (SwiGLU)
+    norms:     RMSNorm, float32 statistics then the weight, as transformers' LlamaRMSNorm
+
+Names match transformers' LlamaForCausalLM one to one (model.layers.0.self_attn.q_proj.weight,
+...; every projection is an nn.Linear, stored (out, in) as here), so Hugging Face folders
+load without transposes. Positions: a KV cache and prompt-tuning tokens shift them as they
+do for GPT-2; prefix-tuning keys count as the first positions (real tokens start at P), as
+with transformers' past_key_values under PEFT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from minilora import functional as F  # noqa: N812
+from minilora.nn.attention import LayerKVCache, expand_batch, padding_mask
+from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
+from minilora.nn.layers import Embedding, Linear, RMSNorm, normal_, skip_init, zeros_
+from minilora.nn.module import Module, ModuleDict, ModuleList
+from minilora.ops.rope import rope_cos_sin
+from minilora.tensor import Tensor
+
+
+@dataclasses.dataclass
+class LlamaConfig:
+    """Shape of a Llama, with transformers' LlamaConfig field names (num_key_value_heads None = num_attention_heads)."""
+
+    model_type: ClassVar[str] = "llama"
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int | None = None
+    max_position_embeddings: int = 2048
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False  # Llama: a bias on q, k, v and o_proj
+    mlp_bias: bool = False
+    head_dim: int | None = None  # None: hidden_size // num_attention_heads
+    attention_dropout: float = 0.0
+    initializer_range: float = 0.02
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        for f in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "max_position_embeddings"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name}: {f} must be a positive integer, got {v!r}")
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(f"{name}: hidden_size {self.hidden_size} is not divisible by "
+                                 f"num_attention_heads {self.num_attention_heads}")
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if not isinstance(self.head_dim, int) or self.head_dim <= 0 or self.head_dim % 2:
+            raise ValueError(f"{name}: head_dim must be a positive even integer (RoPE rotates pairs), "
+                             f"got {self.head_dim!r}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"{name}: num_attention_heads {self.num_attention_heads} is not divisible by "
+                             f"num_key_value_heads {self.num_key_value_heads}")
+        if not self.rms_norm_eps > 0 or not self.rope_theta > 0:
+            raise ValueError(f"{name}: rms_norm_eps and rope_theta must be > 0, got {self.rms_norm_eps}, "
+                             f"{self.rope_theta}")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"{name}: attention_dropout must be in [0, 1), got {self.attention_dropout}")
+
+    # the core's and PEFT's names for the same numbers (GPTConfig has these fields)
+    @property
+    def n_layer(self) -> int:
+        return self.num_hidden_layers
+
+    @property
+    def n_head(self) -> int:
+        return self.num_attention_heads
+
+    @property
+    def n_kv_head(self) -> int:
+        return int(self.num_key_value_heads)  # type: ignore[arg-type]
+
+    @property
+    def n_embd(self) -> int:
+        return self.hidden_size
+
+    @property
+    def block_size(self) -> int:
+        return self.max_position_embeddings
+
+    @property
+    def qkv_bias(self) -> bool:
+        return self.attention_bias
+
+    @property
+    def o_bias(self) -> bool:
+        return self.attention_bias
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {unknown} (known: {sorted(known)})")
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class Qwen2Config(LlamaConfig):
+    """Qwen2: Llama with a bias on q_proj, k_proj and v_proj (none on o_proj); attention_bias is not used."""
+
+    model_type: ClassVar[str] = "qwen2"
+
+    @property
+    def qkv_bias(self) -> bool:
+        return True
+
+    @property
+    def o_bias(self) -> bool:
+        return False
+
+
+class LlamaAttention(Module):
+    """Grouped-query causal self-attention with rotary positions: q_proj, k_proj, v_proj, o_proj."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        C, hd = config.hidden_size, int(config.head_dim)  # type: ignore[arg-type]
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, hd
+        self.dropout = config.attention_dropout
+        self.q_proj = Linear(C, self.n_head * hd, bias=config.qkv_bias)
+        self.k_proj = Linear(C, self.n_kv_head * hd, bias=config.qkv_bias)
+        self.v_proj = Linear(C, self.n_kv_head * hd, bias=config.qkv_bias)
+        self.o_proj = Linear(self.n_head * hd, C, bias=config.o_bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Any = None,
+        prefix_kv: tuple[Tensor, Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
+        rope: tuple[Any, Any] | None = None,
+    ) -> Tensor:
+        B, T, _ = x.shape
+        nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
+        cos, sin = rope  # type: ignore[misc]  # (T, hd) each, for this call's absolute positions
+        q = self.q_proj(x).reshape(B, T, nh, hd).transpose(0, 2, 1, 3)  # (B, nh, T, hd)
+        k = self.k_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
+        v = self.v_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
+        q, k = F.rotary_embedding(q, cos, sin), F.rotary_embedding(k, cos, sin)  # (B, nh|nkv, T, hd)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hd): rotated keys are cached
+        n_prefix = 0
+        if prefix_kv is not None:
+            k_prefix, v_prefix = prefix_kv
+            shape = k_prefix.shape
+            if len(shape) != 4 or shape[1] != nkv or shape[3] != hd or v_prefix.shape != shape:
+                raise ValueError(
+                    f"LlamaAttention: prefix keys and values must both be (B or 1, num_key_value_heads={nkv}, P, "
+                    f"head_dim={hd}), got {k_prefix.shape} and {v_prefix.shape}"
+                )
+            n_prefix = shape[2]
+            k = F.concat([expand_batch(k_prefix, B), k], axis=2)  # (B, nkv, P + T_past + T, hd)
+            v = F.concat([expand_batch(v_prefix, B), v], axis=2)  # (B, nkv, P + T_past + T, hd)
+        mask = None
+        if attention_mask is not None:
+            Tk = k.shape[2] - n_prefix
+            if tuple(attention_mask.shape) != (B, Tk):
+                raise ValueError(f"LlamaAttention: attention_mask must be (B, T_total) = ({B}, {Tk}) "
+                                 f"(cached + new positions), got {tuple(attention_mask.shape)}")
+            mask = padding_mask(attention_mask, T, n_prefix, x.device)  # (B, 1, T, P + Tk)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hd)
+        return self.o_proj(y.transpose(0, 2, 1, 3).reshape(B, T, nh * hd))  # (B, T, C)
+
+    def extra_repr(self) -> str:
+        return f"n_head={self.n_head}, n_kv_head={self.n_kv_head}, head_dim={self.head_dim}"
+
+
+class LlamaMLP(Module):
+    """down_proj(silu(gate_proj(x)) * up_proj(x)): C -> intermediate_size -> C."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        C, H, b = config.hidden_size, config.intermediate_size, config.mlp_bias
+        self.gate_proj = Linear(C, H, bias=b)
+        self.up_proj = Linear(C, H, bias=b)
+        self.down_proj = Linear(H, C, bias=b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.swiglu(self.gate_proj(x), self.up_proj(x)))  # (B, T, C) -> (B, T, H) -> (B, T, C)
+
+
+class LlamaDecoderLayer(Module):
+    """Pre-RMSNorm block: x = x + self_attn(input_layernorm(x)); x = x + mlp(post_attention_layernorm(x))."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        C, eps = config.hidden_size, config.rms_norm_eps
+        self.input_layernorm = RMSNorm(C, eps=eps)
+        self.self_attn = LlamaAttention(config)
+        self.post_attention_layernorm = RMSNorm(C, eps=eps)
+        self.mlp = LlamaMLP(config)
+
+    def forward(self, x: Tensor, attention_mask: Any = None, prefix_kv: Any = None, kv_cache: Any = None,
+                rope: Any = None) -> Tensor:  # fmt: skip
+        x = x + self.self_attn(self.input_layernorm(x), attention_mask=attention_mask, prefix_kv=prefix_kv,
+                               kv_cache=kv_cache, rope=rope)  # fmt: skip
+        return x + self.mlp(self.post_attention_layernorm(x))  # (B, T, C)
+
+
+class LlamaBase(CausalLMBase):
+    """The backbone ``model`` (embed_tokens, layers, norm); positions are RoPE angles handed to every layer."""
+
+    max_positions_field = "max_position_embeddings"
+    backbone_prefix = "model."
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        if not isinstance(config, LlamaConfig):
+            raise TypeError(f"{type(self).__name__}: expected a LlamaConfig, got {type(config).__name__}")
+        self.config = config
+        with skip_init():  # drawn once, by _init_weights
+            self.model = ModuleDict({
+                "embed_tokens": Embedding(config.vocab_size, config.hidden_size),
+                "layers": ModuleList([LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers)]),
+                "norm": RMSNorm(config.hidden_size, eps=config.rms_norm_eps),
+            })
+
+    def _init_weights(self) -> None:
+        """transformers' init: N(0, initializer_range) for Linear and Embedding weights, zero biases, unit norms."""
+        seen: set[int] = set()
+        for m in self.modules():
+            if isinstance(m, (Linear, Embedding)) and id(m.weight) not in seen:
+                seen.add(id(m.weight))
+                normal_(m.weight, self.config.initializer_range)
+                if isinstance(m, Linear) and m.bias is not None:
+                    zeros_(m.bias)
+
+    @property
+    def embed_tokens(self) -> Module:
+        return self.model.embed_tokens
+
+    @property
+    def blocks(self) -> ModuleList:
+        return self.model.layers
+
+    @property
+    def final_norm(self) -> Module:
+        return self.model.norm
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.max_position_embeddings
+
+    def positions(self, x: Tensor, pos: Any) -> tuple[Tensor, dict[str, Any]]:
+        cos, sin = rope_cos_sin(x.xp, pos, int(self.config.head_dim), self.config.rope_theta, x.dtype)  # (T, hd)
+        return x, {"rope": (cos, sin)}
+
+    def position_offset(self, n_prefix: int) -> int:
+        return n_prefix  # prefix keys take the first positions, as past_key_values do in transformers
+
+
+class LlamaForCausalLM(CausalLMMixin, LlamaBase):
+    """The Llama language model; with tie_word_embeddings, lm_head.weight is model.embed_tokens.weight."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        with skip_init():
+            self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.model.embed_tokens.weight = self.lm_head.weight  # one Parameter, both gradients sum into it
+        self._init_weights()
+
+
+class LlamaForSequenceClassification(SequenceClassifierMixin, LlamaBase):
+    """A Llama backbone with a ``score`` head (no bias, as transformers) on each row's last real token."""
+
+    def __init__(self, config: LlamaConfig, num_classes: int) -> None:
+        super().__init__(config)
+        if num_classes < 1:
+            raise ValueError(f"{type(self).__name__}: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        with skip_init():
+            self.score = Linear(config.hidden_size, num_classes, bias=False)
+        self._init_weights()
+
+
+class Qwen2ForCausalLM(LlamaForCausalLM):
+    """Qwen2 (a Qwen2Config: biases on q/k/v): the Llama computation, under its own class and model_type."""
+
+
+class Qwen2ForSequenceClassification(LlamaForSequenceClassification):
+    """Qwen2's sequence classifier."""
