@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minilora",
         description="minilora: autograd, Transformers and parameter-efficient fine-tuning in NumPy/CuPy.",
     )
+    from minilora import __version__  # noqa: PLC0415
+
+    parser.add_argument("--version", action="version", version=f"minilora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub, name)

@@ -11,11 +11,11 @@ adapter_model.npz; for ``full`` the whole fine-tuned weights). Use it with
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import time
 from typing import Any
-
-import numpy as np
 
 from minilora.cli import generate_cmd
 from minilora.cli.ckpt_helpers import check_device, load_model
@@ -33,8 +33,14 @@ def add_parser(sub: Any, name: str) -> None:
     p.add_argument("--base", "--checkpoint", dest="base", required=True, metavar="PATH",
                    help="the pre-trained checkpoint (from minilora pretrain) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", required=True, metavar="CORPUS_OR_FILE",
-                   help="a built-in corpus name (e.g. arithmetic, reverse, sentiment) or a UTF-8 text file")
+                   help="a built-in corpus name (e.g. arithmetic, reverse, sentiment), a JSONL file of {\"text\"}, "
+                        "{\"prompt\", \"completion\"}, {\"messages\"} or (--task classify) {\"text\", \"label\"} "
+                        "lines, or a UTF-8 text file (see docs/data.md)")
+    p.add_argument("--task", choices=("lm", "classify"), default="lm",
+                   help="lm: language modelling / completions (default); classify: sequence classification")
     p.add_argument("--out", default=None, metavar="DIR", help="where the adapter goes (default runs/finetune-METHOD)")
+    p.add_argument("--format", choices=("minilora", "peft"), default="minilora",
+                   help="adapter files: minilora's (default) or Hugging Face PEFT's (LoRA/DoRA; needs minilora[hf])")
     g = p.add_argument_group("LoRA / QLoRA / DoRA / IA3")
     g.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
     g.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; scaling alpha/r (default 16)")
@@ -122,9 +128,9 @@ generate_cmd.ADAPTER_HOOK = apply_adapter  # the hook the generate command leave
 
 def run(args: argparse.Namespace) -> int:
     from minilora.cli import CLIError  # noqa: PLC0415
-    from minilora.data import get_corpus, load_text_corpus, train_val_split  # noqa: PLC0415
+    from minilora.cli.finetune_data import load_data, report  # noqa: PLC0415
     from minilora.peft import get_peft_model  # noqa: PLC0415
-    from minilora.train import LMTask, TrainConfig, Trainer  # noqa: PLC0415
+    from minilora.train import TrainConfig, Trainer  # noqa: PLC0415
 
     check_device(args.device)
     out = args.out or os.path.join("runs", f"finetune-{args.method}")
@@ -132,31 +138,58 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} is a file; the adapter is saved as a folder (give a folder path)")
     _, model, tokenizer = load_model(args.base, args.device)
     try:
-        corpus = (load_text_corpus(args.data) if os.path.isfile(args.data)
-                  else get_corpus(args.data, n=args.corpus_size, seed=0))
-        tokens = np.asarray(tokenizer.encode(corpus.text))
-        train_tokens, val_tokens = train_val_split(tokens, 0.1)
         config = build_config(args)
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
                           lr=args.lr or DEFAULT_LR[args.method],
                           warmup_steps=min(20, args.steps // 10), eval_interval=args.eval_interval,
                           weight_decay=0.1 if args.method == "full" else 0.0, seed=args.seed, device=args.device,
                           progress=args.progress, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
-        block = model.config.block_size - (args.virtual_tokens if args.method == "prompt" else 0)
-        task = LMTask(train_tokens, val_tokens, block, cfg.batch_size, seed=cfg.seed, device=cfg.device,
-                      eval_batches=cfg.eval_batches)
+        window = model.config.block_size - (args.virtual_tokens if args.method == "prompt" else 0)
+        data = load_data(args, tokenizer, window, cfg)
+        if data.kind == "classify":
+            model, config = classifier(model, config, len(data.labels), args.seed)
         peft = get_peft_model(model, config, tokenizer=tokenizer)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc).splitlines()[0][:400]) from None
     print(f"method {args.method}: ", end="")
     peft.print_trainable_parameters()
-    print(f"data: {corpus.name}, {len(train_tokens):,} training and {len(val_tokens):,} validation tokens")
-    trainer = Trainer(peft, task, cfg, tokenizer=tokenizer)
+    print(f"data: {data.name}, {data.summary}")
+    trainer = Trainer(peft, data.task, cfg, tokenizer=tokenizer)
     t0 = time.perf_counter()
     history = trainer.fit()
     seconds = time.perf_counter() - t0
-    size = peft.save_adapter(out) if trainer.dp.is_main else 0
+    if not trainer.dp.is_main:
+        return 0
+    try:
+        size = peft.save_adapter(out, format=args.format)
+    except (ValueError, NotImplementedError, ImportError) as exc:
+        raise CLIError(f"--format {args.format}: {exc}") from None
+    if data.labels is not None:
+        save_labels(out, data.labels)
     before, after = history.val_loss[0], history.val_loss[-1]
     print(f"done: {trainer.step} steps in {seconds:.1f} s, val loss {before:.4f} -> {after:.4f}; "
-          f"{trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s; adapter {size:,} bytes in {out}")
+          f"{trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s; adapter {size:,} bytes in {out}"
+          + (" (Hugging Face PEFT format)" if args.format == "peft" else ""))
+    for line in report(data, peft, tokenizer, window, args.device, history.val_metrics[-1]):
+        print(line)
     return 0
+
+
+def classifier(model: Any, config: Any, num_labels: int, seed: int) -> tuple[Any, Any]:
+    """``--task classify``: the LM's backbone under a new ``score`` head (zeros, so the base is reproducible
+    for the adapter's fingerprint), trained in full beside the adapter (modules_to_save)."""
+    from minilora.models import family_of  # noqa: PLC0415
+
+    clf = family_of(model).classifier_cls.from_gpt(model, num_labels)
+    clf.score.weight.data = clf.score.weight.xp.zeros_like(clf.score.weight.data)
+    if config is not None and hasattr(config, "modules_to_save"):
+        config = dataclasses.replace(config, modules_to_save=(*config.modules_to_save, "score"))
+    return clf, config
+
+
+def save_labels(directory: str, labels: list[str]) -> None:
+    """labels.json beside a classification adapter: the label names in id order (read by eval and generate)."""
+    from minilora.cli.finetune_data import LABELS_FILE  # noqa: PLC0415
+    from minilora.io import atomic_write_text  # noqa: PLC0415
+
+    atomic_write_text(os.path.join(directory, LABELS_FILE), json.dumps({"labels": labels}) + "\n")

@@ -23,7 +23,14 @@ def add_parser(sub: Any, name: str) -> None:
     p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely characters only")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens only (0: off)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="nucleus sampling: the smallest set of tokens whose probabilities reach p (0 < p <= 1)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end the output before the first occurrence of TEXT (repeatable, e.g. --stop $'\\n')")
+    p.add_argument("--eos-id", type=int, default=None, metavar="ID",
+                   help="end-of-text token id: generation stops when it is produced (default: the model's own, "
+                        "if its checkpoint names one)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--adapter", default=None, metavar="DIR", help="apply a fine-tuned adapter saved in DIR")
@@ -35,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from minilora.cli import CLIError  # noqa: PLC0415
 
     check_device(args.device)
-    if args.max_new_tokens < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
-        raise CLIError("--max-new-tokens and --temperature must be >= 0 and --top-k >= 1")
+    if args.max_new_tokens < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 0):
+        raise CLIError("--max-new-tokens, --temperature and --top-k must be >= 0")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise CLIError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if any(not s for s in args.stop):
+        raise CLIError("--stop: the text must not be empty")
     _, model, tokenizer = load_model(args.checkpoint, args.device)
     if args.adapter is not None:
         if ADAPTER_HOOK is None:
@@ -48,7 +59,23 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--prompt: {exc}") from None
     idx = backend.to_device(ids.reshape(1, -1), args.device)  # generate slides its window past block_size
     model.eval()
-    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-    text = tokenizer.decode(out[0])  # a device array (generate returns the idx type it was given)
-    print(text if args.prompt else text[1:])
+    eos = args.eos_id if args.eos_id is not None else getattr(model, "hf_config", {}).get("eos_token_id")
+    if eos is not None and not 0 <= eos < model.config.vocab_size:
+        raise CLIError(f"--eos-id {eos} is outside the vocabulary [0, {model.config.vocab_size})")
+    try:
+        out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                             top_p=args.top_p, seed=args.seed, eos_token_id=eos)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
+    new = out[0, len(ids):]  # a device array (generate returns the idx type it was given)
+    if eos is not None:
+        new = new[: _first(backend.to_host(new).tolist(), eos)]  # host: drop the end-of-text id and any padding
+    text = tokenizer.decode(new)
+    for stop in args.stop:
+        text = text.split(stop)[0]
+    print((args.prompt + text) if args.prompt else text)
     return 0
+
+
+def _first(ids: list[int], value: int) -> int:
+    return ids.index(value) if value in ids else len(ids)

@@ -37,7 +37,7 @@ from minilora.demo.report import (
     result_dicts,
     write_csv,
 )
-from minilora.demo.task import CompletionTask
+from minilora.train.completion import CompletionTask
 
 
 @dataclasses.dataclass

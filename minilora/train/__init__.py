@@ -10,6 +10,7 @@ from minilora.train.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
+from minilora.train.completion import CompletionTask, greedy_samples
 from minilora.train.config import TrainConfig
 from minilora.train.tasks import ClassificationTask, LMTask
 from minilora.train.trainer import History, Trainer, make_optimizer
@@ -18,12 +19,14 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ClassificationTask",
+    "CompletionTask",
     "History",
     "LMTask",
     "TrainConfig",
     "Trainer",
     "atomic_write_npz",
     "build_model",
+    "greedy_samples",
     "load_checkpoint",
     "make_optimizer",
     "restore_model",

@@ -26,3 +26,13 @@ def cli_error(capsys) -> Callable[[list[str]], str]:
         return lines[0]
 
     return check
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> str:
+    """A 1-layer checkpoint pre-trained for 2 steps (block size 32): a base for the fine-tuning commands."""
+    out = tmp_path_factory.mktemp("tiny_base")
+    assert main(["pretrain", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",
+                 "--batch-size", "4", "--max-steps", "2", "--eval-interval", "0", "--eval-batches", "1",
+                 "--corpus-size", "100", "--no-progress", "--out-dir", str(out)]) == 0
+    return str(out / "ckpt.npz")

@@ -8,7 +8,7 @@ import pytest
 import minilora
 from minilora import backend, nn
 from minilora.data import CharTokenizer
-from minilora.demo.task import CompletionTask, completion_batch
+from minilora.train.completion import CompletionTask, completion_batch, greedy_samples, segments_batch
 
 TOK = CharTokenizer("\nab=")
 
@@ -58,3 +58,26 @@ def test_training_batches_are_seeded(device):
     np.testing.assert_array_equal(first, backend.to_host(a.next_batch()[0]))
     with pytest.raises(ValueError, match="CompletionTask"):
         CompletionTask([], pairs, TOK, 8, 4)
+
+
+def test_chat_examples_train_the_assistant_turns_only():
+    from minilora.data.jsonl import chat_segments
+
+    tok = CharTokenizer.default()
+    segs = chat_segments([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+                          {"role": "user", "content": "1?"}, {"role": "assistant", "content": "2"}])
+    assert "".join(t for t, _ in segs) == "\nUser: hi\nAssistant: yo\nUser: 1?\nAssistant: 2\n"
+    x, y = segments_batch(tok, [segs], window=64)
+    text = "".join(t for t, _ in segs)
+    trained = "".join(text[j + 1] for j in range(len(text) - 1) if y[0, j] != -100)
+    assert trained == "yo\n2\n"
+
+
+def test_greedy_samples_decode_the_last_answer(device):
+    minilora.manual_seed(1)
+    model = nn.GPT(nn.GPTConfig(TOK.vocab_size, 16, 1, 2, 8)).to(device)
+    pairs = [("ab=", "a"), ("ba=", "b")]
+    samples = greedy_samples(model, TOK, pairs, window=15, device=device)
+    assert [(p, e) for p, e, _ in samples] == [("\nab=", "a"), ("\nba=", "b")]
+    for (prompt, answer), (_, _, got) in zip(pairs, samples):
+        assert (got == answer) == _greedy_matches(model, prompt, answer)
