@@ -15,6 +15,7 @@ held-out answers for real, to show them beside the expected ones.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.autograd import no_grad
+from minilora.data.batches import shard_batch
 from minilora.data.jsonl import Segments, completion_segments, split_answer
 from minilora.train.tasks import LMTask
 
@@ -83,9 +85,18 @@ class CompletionTask:
         self.tokenizer, self.window, self.batch_size, self.device = tokenizer, window, batch_size, device
         self.eval_batch_size = eval_batch_size
         self.rng = np.random.default_rng(seed)  # host: batches are drawn on the host, then moved
+        self.part = slice(None)  # this rank's slice of every batch drawn (all of it in one process)
+
+    def shard(self, rank: int, world_size: int, global_batch: int) -> None:
+        """Data parallel: draw ``global_batch`` examples from the seed (the same on every rank), keep this rank's."""
+        shard_batch(self, rank, world_size, global_batch)
+
+    def fingerprint(self) -> bytes:
+        """A digest of the examples, compared across ranks before data-parallel training."""
+        return hashlib.blake2b(repr((self.train_pairs, self.val_pairs)).encode()).digest()
 
     def next_batch(self) -> tuple[Any, Any]:
-        pick = self.rng.integers(0, len(self.train_pairs), size=self.batch_size)
+        pick = self.rng.integers(0, len(self.train_pairs), size=self.batch_size)[self.part]
         x, y = segments_batch(self.tokenizer, [self.train_pairs[i] for i in pick], self.window)
         return backend.to_device(x, self.device), backend.to_device(y, self.device)
 
