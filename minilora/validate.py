@@ -24,7 +24,8 @@ def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if origin is tuple:
-        return f"a list of {_describe(typing.get_args(hint)[0])}"
+        item = typing.get_args(hint)[0]
+        return "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(item, _describe(item))
     return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 

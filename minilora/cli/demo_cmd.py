@@ -50,6 +50,13 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         "progress": not args.no_progress,
         "cache_dir": None if args.no_cache else (args.cache_dir or default_cache_dir()),
     }
+    import os  # noqa: PLC0415
+
+    cache = explicit["cache_dir"]
+    if cache is not None and os.path.exists(cache) and not os.path.isdir(cache):
+        raise CLIError(f"--cache-dir {cache} is a file, not a folder")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out} is a file, not a folder")
     try:
         explicit["methods"] = parse_methods(args.methods)
         if args.quick:  # quick sizes, unless a flag asks otherwise

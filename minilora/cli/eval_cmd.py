@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from minilora.train.tasks import evaluate_lm  # noqa: PLC0415
 
     check_device(args.device)
+    for flag in ("batch_size", "max_batches"):
+        if getattr(args, flag) < 1:
+            raise CLIError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise CLIError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     _, model, tokenizer = load_model(args.checkpoint, args.device)
     labels = None
     if args.adapter is not None:

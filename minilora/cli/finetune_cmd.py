@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from minilora.cli import generate_cmd
+from minilora.cli import generate_cmd, one_line
 from minilora.cli.ckpt_helpers import check_device, load_model
 
 METHODS = ("full", "lora", "qlora", "dora", "ia3", "adapter", "prefix", "prompt")
@@ -144,13 +144,16 @@ def run(args: argparse.Namespace) -> int:
                           warmup_steps=min(20, args.steps // 10), eval_interval=args.eval_interval,
                           weight_decay=0.1 if args.method == "full" else 0.0, seed=args.seed, device=args.device,
                           progress=args.progress, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
+        if args.method == "prompt" and args.virtual_tokens >= model.config.block_size:
+            raise ValueError(f"--virtual-tokens {args.virtual_tokens} must be smaller than the base model's block "
+                             f"size {model.config.block_size} (the soft prompt takes that many positions)")
         window = model.config.block_size - (args.virtual_tokens if args.method == "prompt" else 0)
         data = load_data(args, tokenizer, window, cfg)
         if data.kind == "classify":
             model, config = classifier(model, config, len(data.labels), args.seed)
         peft = get_peft_model(model, config, tokenizer=tokenizer)
     except (ValueError, TypeError) as exc:
-        raise CLIError(str(exc).splitlines()[0][:400]) from None
+        raise CLIError(one_line(str(exc))) from None
     print(f"method {args.method}: ", end="")
     peft.print_trainable_parameters()
     print(f"data: {data.name}, {data.summary}")

@@ -8,6 +8,7 @@ import time. ``--adapter DIR`` calls it, and says so clearly when none is regist
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     new = out[0, len(ids):]  # a device array (generate returns the idx type it was given)
     if eos is not None:
         new = new[: _first(backend.to_host(new).tolist(), eos)]  # host: drop the end-of-text id and any padding
-    text = tokenizer.decode(new)
+    text = _decode(tokenizer, new)
     for stop in args.stop:
         text = text.split(stop)[0]
     print((args.prompt + text) if args.prompt else text)
@@ -79,3 +80,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _first(ids: list[int], value: int) -> int:
     return ids.index(value) if value in ids else len(ids)
+
+
+def _decode(tokenizer: Any, ids: Any) -> str:
+    """The text of ``ids``; ids outside the tokenizer (a padded vocabulary) are shown as U+FFFD, and said so."""
+    from minilora import backend  # noqa: PLC0415
+
+    flat = [int(i) for i in backend.to_host(ids).reshape(-1).tolist()]  # host: the text is printed
+    unknown = sorted({i for i in flat if not 0 <= i < tokenizer.vocab_size})
+    if not unknown:
+        return tokenizer.decode(ids)
+    print(f"minilora: note: ids {unknown[:10]} are outside the tokenizer's {tokenizer.vocab_size} tokens (a padded "
+          "vocabulary?): shown as U+FFFD", file=sys.stderr)
+    return "".join(tokenizer.decode([i]) if 0 <= i < tokenizer.vocab_size else "\ufffd" for i in flat)

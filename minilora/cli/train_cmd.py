@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from typing import Any
@@ -49,6 +50,29 @@ def _all_defaults() -> dict[str, Any]:
     return {**MODEL_DEFAULTS, **DATA_DEFAULTS, **_train_defaults()}
 
 
+def _kind(key: str, default: Any) -> Any:
+    """The type of an option, from its default (an int default admits floats where the field is a float)."""
+    if default is None:
+        return int if key == "corpus_size" else str
+    return type(default)
+
+
+def _check_option(source: str, key: str, value: Any, default: Any) -> None:
+    """A config-file value must have its option's type (a float option takes an int; no NaN/inf; no bool for int)."""
+    from minilora.cli import CLIError  # noqa: PLC0415
+
+    want = _kind(key, default)
+    if value is None and default is None:
+        return
+    if want is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+    if not ok:
+        names = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}
+        raise CLIError(f"{source}: option {key!r} must be {names.get(want, want.__name__)}, got {value!r}")
+
+
 def add_parser(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help="pre-train a small GPT on a built-in corpus or your own text file",
                        description=__doc__.split("\n\n")[0])
@@ -58,7 +82,7 @@ def add_parser(sub: Any, name: str) -> None:
                    "first checkpoint)")
     for key, default in _all_defaults().items():
         flag = "--" + key.replace("_", "-")
-        kind = type(default) if default is not None else (int if key == "corpus_size" else str)
+        kind = _kind(key, default)
         if kind is bool:
             p.add_argument(flag, dest=key, default=None, action=argparse.BooleanOptionalAction,
                            help=f"{HELP.get(key, key)} (default {default})")
@@ -78,11 +102,15 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
                 file_opts = json.load(f)
             except json.JSONDecodeError as exc:
                 raise CLIError(f"{args.config}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            except UnicodeDecodeError as exc:
+                raise CLIError(f"{args.config}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         if not isinstance(file_opts, dict):
             raise CLIError(f"{args.config}: expected a JSON object of options")
         unknown = sorted(set(file_opts) - set(opts))
         if unknown:
             raise CLIError(f"{args.config}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(opts))}")
+        for key, value in file_opts.items():
+            _check_option(args.config, key, value, opts[key])
         opts.update(file_opts)
     opts.update({k: v for k, v in vars(args).items() if k in opts and v is not None})
     return opts

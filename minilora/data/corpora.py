@@ -252,8 +252,11 @@ def get_corpus(name: str, n: int | None = None, seed: int = 0) -> Corpus:
 
 def load_text_corpus(path: str | os.PathLike[str]) -> Corpus:
     """A user's own UTF-8 text file as a corpus."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     if len(text) < 2:
         raise ValueError(f"{path}: the text file is empty")
     return Corpus(os.path.basename(os.fspath(path)), f"text file {path}", text)

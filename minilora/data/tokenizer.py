@@ -59,8 +59,12 @@ class CharTokenizer:
                 f"({self.vocab_size} characters)"
             ) from None
 
-    def decode(self, ids: Any) -> str:
-        """The text of a sequence of ids (a list, a NumPy/CuPy array or a Tensor)."""
+    def decode(self, ids: Any, errors: str = "strict") -> str:
+        """The text of a sequence of ids (a list, a NumPy/CuPy array or a Tensor).
+
+        An id outside the vocabulary (a model with a padded vocabulary can sample one) is a ValueError naming it,
+        or, with ``errors="replace"``, decoded as U+FFFD so the rest of the text is still shown.
+        """
         from minilora.tensor import Tensor  # noqa: PLC0415
 
         if isinstance(ids, Tensor):
@@ -69,6 +73,8 @@ class CharTokenizer:
             ids = backend.to_host(ids)  # host
         flat = np.asarray(ids).reshape(-1).tolist()  # host
         bad = [i for i in flat if not 0 <= i < self.vocab_size]
+        if bad and errors == "replace":
+            return "".join(self.chars[i] if 0 <= i < self.vocab_size else "\ufffd" for i in flat)
         if bad:
             raise ValueError(f"CharTokenizer.decode: id {bad[0]} is outside the vocabulary (size {self.vocab_size})")
         return "".join(self.chars[i] for i in flat)

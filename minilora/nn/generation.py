@@ -59,6 +59,10 @@ def generate(
     if unknown:
         raise TypeError(f"{name}: unexpected keyword arguments {sorted(unknown)}")
     greedy = _check_options(name, max_new_tokens, temperature, top_k, top_p, do_sample, eos_token_id, pad_token_id)
+    shape = tuple(getattr(idx, "shape", ()))
+    if len(shape) != 2 or shape[1] < 1:
+        raise ValueError(f"{name}: idx must be a (batch, time) array of token ids with time >= 1, got shape {shape} "
+                         "(for one sequence use ids[None, :])")
     was_training = model.training
     model.eval()
     try:

@@ -94,6 +94,9 @@ def from_peft_tensors(
     out: dict[str, np.ndarray] = {}
     problems = []
     for key, a in tensors.items():
+        if a.dtype.kind != "f":
+            problems.append(f"{key}: dtype {a.dtype} (adapter tensors must be floating point; they would be truncated)")
+            continue
         if not key.startswith(PREFIX):
             problems.append(f"{key}: expected the prefix {PREFIX!r}")
             continue

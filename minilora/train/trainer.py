@@ -150,7 +150,10 @@ class Trainer:
         # config.json and vocab.json), so a kill at any moment leaves a matching set (see minilora.io)
         self.run_files: dict[str, str] = {}
         self._metrics: list[str] = []  # metrics.jsonl lines of this run (cut back to the checkpoint on resume)
-        self._log_synced = False  # the live metrics.jsonl is rewritten from _metrics before the first append
+        # the live metrics.jsonl: "fresh" (decided at the first record), "resync" (rewrite it from _metrics, as
+        # cut back by resume, then append), "live" (append), "held" (another run's log is there: keep the records
+        # in memory until this run's first checkpoint replaces the folder)
+        self._log_state = "fresh"
         self.dp.setup(self.model, task, config, self._trainable, tokenizer)  # fingerprints, task split, broadcast
         self.tokens_per_s = 0.0  # of the whole world, over the last fit()
 
@@ -164,12 +167,14 @@ class Trainer:
         self._metrics.append(line)
         if self.config.out_dir and self.dp.is_main:  # one writer
             path = os.path.join(self.config.out_dir, METRICS)
-            if not self._log_synced:  # never append to another run's log, or past a resumed checkpoint
+            if self._log_state == "fresh":
+                self._log_state = "held" if os.path.exists(path) else "resync"
+            if self._log_state == "resync":  # never append past a resumed checkpoint
                 atomic_write_text(path, "".join(self._metrics))
-                self._log_synced = True
-                return
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(line)
+                self._log_state = "live"
+            elif self._log_state == "live":
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(line)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> tuple[float, float]:
@@ -244,7 +249,7 @@ class Trainer:
             folder.write_text(METRICS, "".join(self._metrics))
             for name, text in self.run_files.items():
                 folder.write_text(name, text)
-        self._log_synced = True
+        self._log_state = "live"
         return target
 
     def resume(self, path: str) -> None:
@@ -276,7 +281,7 @@ class Trainer:
                 if isinstance(exc, (KeyError, TypeError, ValueError)) and not isinstance(exc, CheckpointError):
                     raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from None
                 raise
-        self._metrics, self._log_synced = metrics, False
+        self._metrics, self._log_state = metrics, "resync"
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None) -> History:
