@@ -117,13 +117,9 @@ class Function:
             if type(d) is not kind:  # one array type means one device; otherwise compare devices properly
                 _check_same_device(cls.__name__, inputs)
                 break
-        if cls.float_only:
-            for x, d in zip(inputs, datas):
-                if d.dtype.kind != "f":
-                    raise TypeError(
-                        f"{cls.__name__}: expected floating-point tensors, got dtype {d.dtype} "
-                        f"with shape {tuple(x.shape)}"
-                    )
+        first = datas[0].dtype
+        if (cls.float_only and not backend.is_floating(first)) or any(d.dtype != first for d in datas):
+            _check_dtypes(cls.__name__, inputs, cls.float_only)
         needs = tuple([x.requires_grad for x in inputs])
         if _used is not None and True in needs:
             _used.update((id(x), x) for x in inputs if x.requires_grad)
@@ -151,6 +147,18 @@ class Function:
     def release(self) -> None:
         self.saved = _RELEASED
         self.inputs = None
+
+
+def _check_dtypes(op: str, inputs: tuple[Tensor, ...], float_only: bool) -> None:
+    """An op takes one floating dtype: float16 beside float32 is a user mistake (NumPy would promote silently
+    and a 16-bit model would quietly compute in 32 bits); float ops refuse integer tensors too."""
+    floats = [x for x in inputs if backend.is_floating(x.dtype)]
+    if float_only and len(floats) < len(inputs):
+        x = next(x for x in inputs if not backend.is_floating(x.dtype))
+        raise TypeError(f"{op}: expected floating-point tensors, got dtype {x.dtype} with shape {tuple(x.shape)}")
+    if len({x.dtype for x in floats}) > 1:
+        desc = ", ".join(f"{x.dtype} {tuple(x.shape)}" for x in inputs)
+        raise TypeError(f"{op}: inputs mix dtypes ({desc}); cast one first, e.g. x.astype(w.dtype)")
 
 
 def _check_same_device(op: str, inputs: tuple[Tensor, ...]) -> None:

@@ -115,6 +115,42 @@ def is_array(a: Any) -> bool:
     return xp is not None and isinstance(a, xp.ndarray)
 
 
+# ----------------------------------------------------------------------------- dtypes
+_DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
+                  "fp64": "float64", "double": "float64"}
+
+
+def bfloat16() -> Any:
+    """The bfloat16 scalar type (ml_dtypes': NumPy has none; CuPy reads the same dtype)."""
+    try:
+        import ml_dtypes  # noqa: PLC0415  (optional extra)
+    except ImportError:
+        raise ImportError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes "
+                          "(or pip install 'minilora[bf16]')") from None
+    return ml_dtypes.bfloat16
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """np.dtype of a dtype, a type or a name ("float32", "fp16", "half", "bf16", "bfloat16", ...)."""
+    if isinstance(dtype, str):
+        name = _DTYPE_ALIASES.get(dtype, dtype)
+        if name == "bfloat16":
+            return np.dtype(bfloat16())
+        dtype = name
+    return np.dtype(dtype)
+
+
+def is_floating(dtype: Any) -> bool:
+    """float16/32/64 and bfloat16 (whose NumPy kind is "V", a void type registered by ml_dtypes)."""
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
+def is_16bit(dtype: Any) -> bool:
+    """float16 or bfloat16: a storage (or autocast) dtype, never a dtype to accumulate in."""
+    return is_floating(dtype) and np.dtype(dtype).itemsize == 2
+
+
 # ----------------------------------------------------------------------------- transfers
 def to_device(a: Any, device: str, dtype: Any = None) -> Any:
     """Copy ``a`` (array, scalar or nested list) onto ``device``: the one explicit transfer."""

@@ -62,7 +62,7 @@ def _as_float64(x: Any, device: str | None) -> Tensor:
             data = np.asarray(data)
     if device is not None and backend.device_of(data) != device:
         data = backend.to_device(data, device)
-    if data.dtype.kind == "f":
+    if backend.is_floating(data.dtype):
         return Tensor(data.astype("float64"), requires_grad=True if req is None else req)
     return Tensor(data)
 

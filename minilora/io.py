@@ -164,10 +164,16 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def storable(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """bfloat16 arrays as float32 (exact: bfloat16 is float32 cut short): .npz has no bfloat16 type, and a
+    load casts them back to the parameter's dtype."""
+    return {k: a.astype(np.float32) if a.dtype.name == "bfloat16" else a for k, a in arrays.items()}
+
+
 def atomic_write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
     """Write host arrays as an uncompressed .npz, atomically (read back with ``read_npz``)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **storable(arrays))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -237,7 +243,7 @@ class FolderWriter:
 
     def write_npz(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         with open(self.path(name), "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **storable(arrays))
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ class Tensor:
         self.data = data
         self.grad: Any = None
         self._ctx: Any = None
-        if requires_grad and data.dtype.kind != "f":
+        if requires_grad and not backend.is_floating(data.dtype):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
         self.requires_grad = requires_grad
 
@@ -105,7 +105,7 @@ class Tensor:
         return Tensor(self.data)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
-        if flag and self.data.dtype.kind != "f":
+        if flag and not backend.is_floating(self.data.dtype):
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
         self.requires_grad = flag
         return self
@@ -146,7 +146,7 @@ class Tensor:
             return other
         if isinstance(other, (int, float, bool, np.generic)):
             kind = self.data.dtype
-            if isinstance(other, float) and kind.kind != "f":
+            if isinstance(other, float) and not backend.is_floating(kind):
                 kind = np.dtype(np.float32)
             return Tensor(self.xp.asarray(other, dtype=kind))
         if backend.is_array(other):

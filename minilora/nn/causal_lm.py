@@ -31,6 +31,7 @@ from minilora.nn.attention import KVCache, expand_batch
 from minilora.nn.checkpointing import GradientCheckpointing
 from minilora.nn.layers import Linear
 from minilora.nn.module import Module
+from minilora.nn.precision import match
 from minilora.tensor import Tensor
 
 
@@ -249,7 +250,8 @@ class CausalLMMixin:
         V = head.out_features
         if B * T * V > self.chunked_loss_threshold and type(head) is Linear:  # not a PEFT-wrapped head
             # same as the two lines below, by chunks of tokens: no (B * T, V) array is kept
-            return None, F.linear_cross_entropy(h.reshape(B * T, C), head.weight, tgt.reshape(B * T), head.bias)
+            return None, F.linear_cross_entropy(h.reshape(B * T, C), match(head.weight, h), tgt.reshape(B * T),
+                                                match(head.bias, h))
         logits = head(h)  # (B, T, V)
         return logits, F.cross_entropy(logits.reshape(B * T, V), tgt.reshape(B * T), ignore_index=-100)
 

@@ -76,7 +76,7 @@ def check_module_grad(
                 data = x.data if isinstance(x, Tensor) else x
                 if not backend.is_array(data):
                     data = backend.to_device(data, "cpu")
-                if data.dtype.kind != "f":
+                if not backend.is_floating(data.dtype):
                     ins.append(x)  # integer ids and targets pass through
                     continue
                 req = x.requires_grad if isinstance(x, Tensor) else True

@@ -18,6 +18,7 @@ import numpy as np
 from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.nn.module import Module, Parameter
+from minilora.nn.precision import activation, cast, gemm_dtype, match
 from minilora.ops.embedding import Embedding as _EmbeddingFn
 from minilora.ops.embedding import as_index_array, check_indices
 from minilora.tensor import Tensor
@@ -97,7 +98,12 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)  # (..., out)
+        w, b, dt = self.weight, self.bias, gemm_dtype(x)
+        if dt == x.dtype == w.dtype and (b is None or b.dtype == dt):
+            return F.linear(x, w, b)  # (..., out)
+        # a 16-bit stored weight is upcast; under autocast the GEMM runs in 16 bits (nn/precision.py)
+        xc = cast(x, dt)
+        return cast(F.linear(xc, match(w, xc), match(b, xc)), x.dtype)  # (..., out) in x's dtype
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -117,7 +123,7 @@ class Embedding(Module):
         data = as_index_array("Embedding", idx, self.weight.device)
         if check_ids:
             check_indices("Embedding", data, self.num_embeddings, what="id")
-        return _EmbeddingFn.apply(self.weight, idx=data)  # idx.shape + (embedding_dim,)
+        return activation(_EmbeddingFn.apply(self.weight, idx=data))  # idx.shape + (embedding_dim,), >= float32
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -136,7 +142,7 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.weight, self.bias, eps=self.eps)
+        return F.layer_norm(x, match(self.weight, x), match(self.bias, x), eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps:g}, bias={self.bias is not None}"
@@ -151,7 +157,7 @@ class RMSNorm(Module):
         self.weight = ones_(_empty(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, self.weight, eps=self.eps)
+        return F.rms_norm(x, match(self.weight, x), eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps:g}"

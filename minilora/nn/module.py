@@ -299,7 +299,7 @@ class Module:
             if tuple(array.shape) != tuple(current.shape):
                 problems.append(f"{key}: shape {tuple(array.shape)} in the state, {tuple(current.shape)} in the model")
                 continue
-            if (array.dtype.kind == "f") != (current.dtype.kind == "f"):
+            if backend.is_floating(array.dtype) != backend.is_floating(current.dtype):
                 problems.append(f"{key}: dtype {array.dtype} in the state, {current.dtype} in the model")
                 continue
             plan.append((module, attr, kind, array))
@@ -363,14 +363,27 @@ class Module:
     def dtype(self) -> Any:
         """The dtype of the first floating parameter (float32 unless converted)."""
         for p in self.parameters():
-            if p.dtype.kind == "f":
+            if backend.is_floating(p.dtype):
                 return p.dtype
         return np.dtype(np.float32)
 
     def to(self, device: str | None = None, dtype: Any = None) -> Module:
-        """Move (and/or cast floating state to ``dtype``) in place: the same Parameter objects, so ties stay ties."""
+        """Move (and/or cast floating state to ``dtype``) in place: the same Parameter objects, so ties stay ties.
+
+        ``dtype`` may be a name: "float32", "float16"/"half"/"fp16", "bfloat16"/"bf16" (needs ml_dtypes),
+        and ``to("bfloat16")`` reads a dtype name given in place of the device, as PyTorch's ``to`` does.
+        """
+        if device is not None and device not in backend.DEVICES and dtype is None:
+            try:
+                device, dtype = None, backend.resolve_dtype(device)
+            except TypeError:
+                pass  # not a dtype name either: module_for names the bad device below
         if device is not None:
             backend.module_for(device)  # a clear error for an unknown or unavailable device
+        if dtype is not None:
+            dtype = backend.resolve_dtype(dtype)
+            if not backend.is_floating(dtype):
+                raise TypeError(f"{type(self).__name__}.to: dtype must be floating point, got {dtype}")
         for p in self.parameters():
             p.data = _convert(p.data, device, dtype)
             if p.grad is not None:
@@ -396,6 +409,18 @@ class Module:
     def double(self) -> Module:
         """Cast floating state to float64 (for finite-difference checks); ``to(dtype=np.float32)`` casts back."""
         return self.to(dtype=np.float64)
+
+    def float(self) -> Module:
+        """Cast floating state to float32 (the default dtype)."""
+        return self.to(dtype=np.float32)
+
+    def half(self) -> Module:
+        """Cast floating state to float16: a frozen base then takes half the bytes (see docs/memory.md)."""
+        return self.to(dtype=np.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating state to bfloat16 (float32's range, 8 bits of mantissa; needs ml_dtypes on the CPU)."""
+        return self.to(dtype="bfloat16")
 
     # ------------------------------------------------------------------ calling and printing
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - interface
@@ -430,7 +455,7 @@ def _slot_value(slot: tuple[Module, str, str]) -> Any:
 
 
 def _convert(a: Any, device: str | None, dtype: Any) -> Any:
-    if dtype is not None and a.dtype.kind == "f" and a.dtype != np.dtype(dtype):
+    if dtype is not None and backend.is_floating(a.dtype) and a.dtype != dtype:
         a = a.astype(dtype)
     if device is not None and backend.device_of(a) != device:
         a = backend.to_device(a, device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from minilora import backend
 from minilora.gradcheck_cases import register
 from minilora.ops.attention import ScaledDotProductAttention, allowed_mask
 
@@ -80,7 +81,7 @@ def self_attention(
         raise ValueError(
             f"self_attention: qkv must be (B, T, 3C) with C divisible by n_head={n_head}, got shape {tuple(qkv.shape)}"
         )
-    if qkv.dtype.kind != "f":
+    if not backend.is_floating(qkv.dtype):
         raise TypeError(f"self_attention: expected a floating-point qkv, got dtype {qkv.dtype}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"self_attention: dropout_p must be in [0, 1), got {dropout_p}")

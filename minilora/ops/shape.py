@@ -153,12 +153,12 @@ class Cast(Function):
     float_only = False
 
     def __init__(self, dtype: Any) -> None:
-        self.dtype = np.dtype(dtype)
+        self.dtype = backend.resolve_dtype(dtype)
 
     @classmethod
     def apply(cls, x: Tensor, dtype: Any = None, **params: Any) -> Tensor:  # type: ignore[override]
-        dt = np.dtype(dtype)
-        if dt.kind != "f":
+        dt = backend.resolve_dtype(dtype)
+        if not backend.is_floating(dt):
             return Tensor(x.data.astype(dt))
         return super().apply(x, dtype=dt, **params)
 

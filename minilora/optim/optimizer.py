@@ -46,7 +46,7 @@ class Optimizer:
         for i, (name, p) in enumerate(group["params"]):
             if not isinstance(p, Tensor):
                 raise TypeError(f"{type(self).__name__}: parameter {name or i} is a {type(p).__name__}, not a Tensor")
-            if p.data.dtype.kind != "f":
+            if not backend.is_floating(p.data.dtype):
                 raise TypeError(f"{type(self).__name__}: parameter {name or i} has integer dtype {p.dtype}")
             if id(p) in seen:  # a tied weight listed twice: update it once
                 continue

@@ -40,7 +40,7 @@ class BottleneckAdapter(PeftLayer):
         self.dim = dim
 
     def add_adapter(self, name: str, bottleneck: int, activation: str, activate: bool = False) -> None:
-        device, dtype = self.base_device(), self.base_layer.dtype
+        device, dtype = self.base_device(), self.adapter_dtype()
         down = Linear(self.dim, bottleneck).to(device, dtype)  # (b, C), random
         up = Linear(bottleneck, self.dim).to(device, dtype)  # (C, b), zeros below
         zeros_(up.weight)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minilora import backend
 from minilora.nn import Module, Parameter
 
@@ -115,6 +117,11 @@ class PeftLayer(Module):
     def base_device(self) -> str:
         return self.base_layer.device
 
+    def adapter_dtype(self) -> Any:
+        """The dtype of new adapter tensors: the base's float dtype, but float32 over a 16-bit base (trained
+        tensors stay float32; the fused ops upcast the 16-bit base weights per call)."""
+        return trained_dtype(self.base_layer.dtype)
+
     # ------------------------------------------------------------------ merging (subclasses give the deltas)
     def merge_deltas(self) -> dict[str, Any]:
         """{base parameter name: array to add} that folds the active adapter into the base layer."""
@@ -127,7 +134,7 @@ class PeftLayer(Module):
         deltas = self.merge_deltas()
         params = dict(self.base_layer.named_parameters())
         for attr, delta in deltas.items():
-            params[attr].data += delta
+            params[attr].data += delta.astype(params[attr].dtype, copy=False)  # a 16-bit base: rounded to it
         self._merged = deltas
 
     def unmerge(self) -> None:
@@ -136,8 +143,13 @@ class PeftLayer(Module):
             return
         params = dict(self.base_layer.named_parameters())
         for attr, delta in self._merged.items():
-            params[attr].data -= delta
+            params[attr].data -= delta.astype(params[attr].dtype, copy=False)
         self._merged = None
+
+
+def trained_dtype(base_dtype: Any) -> Any:
+    """The dtype adapter tensors are created in over a base of ``base_dtype``: float32 over a 16-bit base."""
+    return np.dtype(np.float32) if backend.is_16bit(base_dtype) else base_dtype
 
 
 def _move(value: Any, device: str) -> None:

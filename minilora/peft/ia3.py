@@ -45,8 +45,7 @@ class IA3Linear(PeftLayer):
         self.feedforward, self.kv_fused = feedforward, kv_fused and not feedforward
 
     def add_adapter(self, name: str, activate: bool = False) -> None:
-        w = self.base_layer.weight.data
-        xp, dtype = self.base_layer.weight.xp, w.dtype
+        xp, dtype = self.base_layer.weight.xp, self.adapter_dtype()
         if self.feedforward:
             slots = {"ia3_l": Parameter(xp.ones((self.in_features,), dtype=dtype))}  # (in,)
         elif self.kv_fused:

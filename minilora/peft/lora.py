@@ -29,6 +29,7 @@ from minilora import functional as F  # noqa: N812
 from minilora.autograd import Function, no_grad
 from minilora.gradcheck_cases import register
 from minilora.nn import Linear, Module, Parameter
+from minilora.nn.precision import cast, gemm_dtype
 from minilora.ops.linear import check_same_dtype
 from minilora.peft.base_layer import PeftLayer
 from minilora.peft.config import LoraConfig
@@ -43,8 +44,16 @@ def is_linear(module: Module) -> bool:
 def base_weight(layer: Module, dtype: Any = None) -> Any:
     """The float weight array (out, in) of a Linear, or the dequantised weight of a Linear4bit (in ``dtype``)."""
     if isinstance(layer, Linear):
-        return layer.weight.data
+        w = layer.weight.data
+        return w if dtype is None else frozen_weight(w, dtype)
     return layer.dequantize(dtype)
+
+
+def frozen_weight(w: Any, dtype: Any) -> Any:
+    """W0 in the compute dtype: an NF4 weight dequantised, a 16-bit stored one upcast (a temporary per call)."""
+    if hasattr(w, "dequantize"):
+        return w.dequantize(dtype)
+    return w if w.dtype == dtype else w.astype(dtype)
 
 
 class LoraLinearFn(Function):
@@ -62,8 +71,7 @@ class LoraLinearFn(Function):
         self.s, self.has_bias = scaling, has_bias
 
     def _w0(self, dtype: Any) -> Any:
-        w = self.weight
-        return w.dequantize(dtype) if hasattr(w, "dequantize") else w
+        return frozen_weight(self.weight, dtype)
 
     def forward(self, x: Any, h: Any, a: Any, b_lora: Any, *maybe_bias: Any) -> Any:
         bias = maybe_bias[0] if maybe_bias else None
@@ -142,8 +150,7 @@ class DoraLinearFn(Function):
         self.weight, self.norm, self.s, self.has_bias = weight, norm, scaling, has_bias
 
     def _w0(self, dtype: Any) -> Any:
-        w = self.weight
-        return w.dequantize(dtype) if hasattr(w, "dequantize") else w
+        return frozen_weight(self.weight, dtype)
 
     def forward(self, x: Any, h: Any, a: Any, b_lora: Any, m: Any, *maybe_bias: Any) -> Any:
         bias = maybe_bias[0] if maybe_bias else None
@@ -231,7 +238,7 @@ class LoraLinear(PeftLayer):
         else:  # kaiming_uniform_(a=sqrt(5)) as PEFT: gain sqrt(2/(1+5)), bound = gain * sqrt(3/fan_in) = 1/sqrt(fan_in)
             bound = 1.0 / math.sqrt(fan_in)
             a = rng.uniform(-bound, bound, size=(r, fan_in))
-        dtype = self.base_layer.dtype  # the compute dtype (an NF4 layer's: its bias's, float32 without one)
+        dtype = self.adapter_dtype()  # the base's compute dtype; float32 over a 16-bit or NF4 base
         w0 = base_weight(self.base_layer, dtype)
         xp, device = backend.get_array_module(w0), self.base_device()
         slots: dict[str, Any] = {
@@ -250,13 +257,16 @@ class LoraLinear(PeftLayer):
         cfg = self.settings[self.active_adapter]
         h = F.dropout(x, cfg["dropout"], self.training) if cfg["dropout"] > 0 else x
         base = self.base_layer
-        if not cfg["use_dora"] and (self.quantized or not base.weight.requires_grad):
+        if self.quantized or not base.weight.requires_grad:  # the fused ops: W0 is a constant, upcast inside
+            dt = gemm_dtype(x)  # x's (float32), or autocast's 16 bits
+            xc, a, b, bias = cast(x, dt), cast(self.lora_A, dt), cast(self.lora_B, dt), cast(base.bias, dt)
+            hc = xc if h is x else cast(h, dt)
             w0 = base.quantized_weight() if self.quantized else base.weight.data  # frozen: a constant of the op
-            return lora_linear(x, h, w0, self.lora_A, self.lora_B, cfg["scaling"], base.bias)  # (..., out)
-        if cfg["use_dora"] and (self.quantized or not base.weight.requires_grad):
-            w0 = base.quantized_weight() if self.quantized else base.weight.data
-            return dora_linear(x, h, w0, self._dora_norm(), self.lora_A, self.lora_B, self.lora_magnitude,
-                               cfg["scaling"], base.bias)  # (..., out)
+            if not cfg["use_dora"]:
+                return cast(lora_linear(xc, hc, w0, a, b, cfg["scaling"], bias), x.dtype)  # (..., out)
+            norm = frozen_weight(self._dora_norm(), dt)
+            y = dora_linear(xc, hc, w0, norm, a, b, cast(self.lora_magnitude, dt), cfg["scaling"], bias)
+            return cast(y, x.dtype)  # (..., out)
         # an unfrozen base weight (not PEFT's usual set-up): compose ops so W0 gets its gradient too
         y = base(x)  # (..., out)
         lora = F.linear(F.linear(h, self.lora_A), self.lora_B) * cfg["scaling"]  # (..., r) -> (..., out)

@@ -126,7 +126,7 @@ def _check_weight(w: Any, block_size: int) -> None:
         raise TypeError(f"quantize_nf4: expected a NumPy or CuPy array, got {type(w).__name__}")
     if w.ndim != 2:
         raise ValueError(f"quantize_nf4: expected a 2-D weight (out_features, in_features), got shape {tuple(w.shape)}")
-    if w.dtype.kind != "f":
+    if not backend.is_floating(w.dtype):
         raise TypeError(f"quantize_nf4: expected a floating-point weight, got dtype {w.dtype} (shape {tuple(w.shape)})")
     if w.size == 0:
         raise ValueError(f"quantize_nf4: the weight is empty (shape {tuple(w.shape)})")

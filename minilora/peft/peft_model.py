@@ -22,7 +22,7 @@ from typing import Any
 
 from minilora.nn import LayerNorm, Linear, Module, ModuleDict, Parameter, all_or_nothing
 from minilora.peft.adapter import BottleneckAdapter, ModulesToSave
-from minilora.peft.base_layer import PeftLayer
+from minilora.peft.base_layer import PeftLayer, trained_dtype
 from minilora.peft.config import (
     AdapterConfig,
     FullFineTuneConfig,
@@ -226,12 +226,12 @@ class PeftModel(PeftNames, Module):
         if isinstance(config, PrefixTuningConfig):
             from minilora.peft.prefix import PrefixEncoder  # noqa: PLC0415  (written in parallel)
 
-            encoder = PrefixEncoder(config, cfg, base.device, base.dtype)
+            encoder = PrefixEncoder(config, cfg, base.device, trained_dtype(base.dtype))
         else:
             from minilora.peft.prompt import PromptEmbedding  # noqa: PLC0415
 
             encoder = PromptEmbedding(config, cfg, base.get_submodule("transformer.wte"), tokenizer=self.tokenizer)
-            encoder.to(base.device, base.dtype)
+            encoder.to(base.device, trained_dtype(base.dtype))
         encoder.requires_grad_(True)
         if activate:
             self.prompt_encoder[name] = encoder

@@ -74,6 +74,8 @@ class PromptEmbedding(Module):
                 f"PromptEmbedding: wte must be the model's ({V}, {C}) token embedding, "
                 f"got {getattr(table, 'shape', type(table).__name__)}"
             )
+        if backend.is_16bit(table.dtype):
+            table = table.astype("float32")  # the soft prompt trains in float32 over a 16-bit base
         self.num_virtual_tokens = P = config.num_virtual_tokens
         self.n_embd = C
         if config.init == "text":

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from minilora import backend
 from minilora.autograd import Function
 from minilora.gradcheck_cases import register
 from minilora.nn.module import Module, Parameter
+from minilora.nn.precision import cast, gemm_dtype
 from minilora.nn.transaction import all_or_nothing
 from minilora.ops.linear import check_same_dtype
 from minilora.peft.nf4 import NF4Tensor, quantize_nf4
@@ -136,6 +138,8 @@ class Linear4bit(Module):
                 f"Linear4bit.set_weight: weight of shape {tuple(w.shape)} does not match "
                 f"(out_features, in_features) = ({self.out_features}, {self.in_features})"
             )
+        if backend.is_16bit(w.dtype):
+            w = w.astype("float32")  # quantise what is stored, with float32 scales
         q = quantize_nf4(w, self.block_size, self.double_quant)
         for name in set(_BUFFERS_PLAIN + _BUFFERS_DOUBLE) - set(q.arrays()):
             self._buffers.pop(f"weight_{name}", None)
@@ -157,7 +161,8 @@ class Linear4bit(Module):
         return self.quantized_weight().dequantize(dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear4bit(x, self.quantized_weight(), self.bias)  # (..., out)
+        dt = gemm_dtype(x)  # x's, or autocast's 16 bits: the weight is dequantised into it
+        return cast(linear4bit(cast(x, dt), self.quantized_weight(), cast(self.bias, dt)), x.dtype)  # (..., out)
 
     def weight_bytes(self) -> int:
         """Exact bytes the quantised weight occupies (codes and scales; the bias not included)."""
