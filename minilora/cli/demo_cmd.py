@@ -35,6 +35,9 @@ def add_parser(sub: Any, name: str) -> None:
                    "(default $MINILORA_CACHE or ~/.cache/minilora)")
     p.add_argument("--no-cache", action="store_true", help="always pre-train, and cache nothing")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"seed (default {_DEFAULTS.seed})")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="fine-tune every method N times (seeds SEED .. SEED+N-1, same base) and report mean and "
+                        "spread (default 1)")
     p.add_argument("--quick", action="store_true", help="a tiny model and 2 steps per method: checks the "
                    "pipeline in seconds (the numbers mean nothing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -75,5 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from minilora.demo import run_demo  # noqa: PLC0415
 
     check_device(args.device)
+    if args.seeds != 1:
+        from minilora.cli import CLIError  # noqa: PLC0415
+        from minilora.demo.seeds import run_seeds  # noqa: PLC0415
+
+        try:
+            run_seeds(config_from_args(args), args.seeds)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        return 0
     run_demo(config_from_args(args))
     return 0

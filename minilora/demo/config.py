@@ -45,7 +45,8 @@ class DemoConfig:
     eval_batches: int = 8
     accuracy_examples: int = 256
     # where and how
-    seed: int = 1337
+    seed: int = 1337  # pre-training's seed, and fine-tuning's unless finetune_seed is set
+    finetune_seed: int | None = None  # fine-tuning only (adapter init, batches): what --seeds varies
     device: str = "cpu"
     out_dir: str = os.path.join("runs", "demo")
     cache_dir: str | None = dataclasses.field(default_factory=default_cache_dir)  # None: never cache
@@ -63,6 +64,11 @@ class DemoConfig:
                              f"(prefix/prompt tuning use {VIRTUAL_TOKENS} positions), got {self.block_size}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"DemoConfig: device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    @property
+    def ft_seed(self) -> int:
+        """The seed of every fine-tuning run (adapter initialisation, batch order)."""
+        return self.seed if self.finetune_seed is None else self.finetune_seed
 
     @property
     def window(self) -> int:

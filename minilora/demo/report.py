@@ -101,6 +101,13 @@ def write_csv(path: str, results: Sequence[MethodResult]) -> None:
             w.writerow([getattr(r, k) for k in CSV_FIELDS])
 
 
+# eight colours far apart (Okabe-Ito, safe for colour-blind readers, plus black), each with its own dash and
+# marker, so neighbours in the table (lora and adapter were orange and red) never look alike
+PALETTE = ("#000000", "#0072B2", "#56B4E9", "#E69F00", "#CC79A7", "#D55E00", "#009E73", "#7F3C8D")
+LINESTYLES = ("-", "-", "--", "-", "-.", "--", "-", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def plot_curves(path: str, results: Sequence[MethodResult], title: str) -> bool:
     """Training (smoothed) and validation loss per method into a PNG; False when matplotlib is missing."""
     try:
@@ -113,12 +120,14 @@ def plot_curves(path: str, results: Sequence[MethodResult], title: str) -> bool:
     with_acc = any(r.val_accuracy and not all(math.isnan(a) for a in r.val_accuracy) for r in results)
     fig, axes = plt.subplots(1, 3 if with_acc else 2, figsize=(16 if with_acc else 12, 4.5))
     ax_t, ax_v = axes[0], axes[1]
-    for r in results:
-        (line,) = ax_t.plot(r.train_steps, _smooth(r.train_loss), label=r.method, lw=1.4)
-        ax_v.plot(r.val_steps, r.val_loss, marker="o", ms=3, color=line.get_color(), label=r.method, lw=1.4)
+    for i, r in enumerate(results):
+        style = {"color": PALETTE[i % len(PALETTE)], "ls": LINESTYLES[i % len(LINESTYLES)], "lw": 1.5,
+                 "label": r.method}
+        ax_t.plot(r.train_steps, _smooth(r.train_loss), **style)
+        ax_v.plot(r.val_steps, r.val_loss, marker=MARKERS[i % len(MARKERS)], ms=3.5, **style)
         if with_acc:
-            axes[2].plot(r.val_steps, [100 * a for a in r.val_accuracy], marker="o", ms=3, color=line.get_color(),
-                         label=r.method, lw=1.4)
+            axes[2].plot(r.val_steps, [100 * a for a in r.val_accuracy], marker=MARKERS[i % len(MARKERS)], ms=3.5,
+                         **style)
     ax_t.set(title="training loss (moving average of 10 steps)", xlabel="step", ylabel="cross entropy", yscale="log")
     ax_v.set(title="validation loss", xlabel="step", ylabel="cross entropy", yscale="log")
     if with_acc:

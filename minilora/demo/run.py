@@ -54,9 +54,9 @@ class DomainData:
         from minilora.train import LMTask  # noqa: PLC0415
 
         if self.has_answers:
-            return CompletionTask(self.train, self.val, tokenizer, cfg.window, cfg.batch_size, seed=cfg.seed,
+            return CompletionTask(self.train, self.val, tokenizer, cfg.window, cfg.batch_size, seed=cfg.ft_seed,
                                   device=cfg.device)
-        return LMTask(self.train, self.val, cfg.window, cfg.batch_size, seed=cfg.seed, device=cfg.device,
+        return LMTask(self.train, self.val, cfg.window, cfg.batch_size, seed=cfg.ft_seed, device=cfg.device,
                       eval_batches=cfg.eval_batches)
 
 
@@ -144,7 +144,7 @@ def finetune(
     from minilora.train import TrainConfig, Trainer  # noqa: PLC0415
 
     method = METHODS[name]
-    backend.manual_seed(cfg.seed)  # the same adapter initialisation and batches on every run
+    backend.manual_seed(cfg.ft_seed)  # the same adapter initialisation and batches on every run
     model = family_of(base.model).build(base.model.config).to(cfg.device)
     model.load_state_dict(base_state)
     peft = get_peft_model(model, method.make_config(), tokenizer=base.tokenizer)  # prompt tuning's text init
@@ -153,7 +153,7 @@ def finetune(
     task = ProbedTask(data.task(cfg, base.tokenizer), cfg.device, trace_step=1 if cfg.steps > 1 else 0)
     train_cfg = TrainConfig(
         max_steps=cfg.steps, batch_size=cfg.batch_size, lr=method.lr, warmup_steps=max(1, cfg.steps // 10),
-        weight_decay=0.0, eval_interval=cfg.eval_interval, eval_batches=cfg.eval_batches, seed=cfg.seed,
+        weight_decay=0.0, eval_interval=cfg.eval_interval, eval_batches=cfg.eval_batches, seed=cfg.ft_seed,
         device=cfg.device, progress=cfg.progress,
     )
     trainer = Trainer(peft, task, train_cfg, tokenizer=base.tokenizer)
