@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py [--shapes baby,medium] [--repeats 3] [--no-memory] [--device cpu|cuda]
                                        [--out docs/benchmarks.md] [--json PATH]
+                                       [--torch-python PATH] [--torch-rounds 5] [--no-torch]
 
 For each shape (bench_gpt.SHAPES: "baby" n_layer 4, n_head 4, n_embd 128, block 64, batch 12;
 "medium" n_layer 6, n_head 6, n_embd 384, block 256, batch 8; vocab 65) and each method
@@ -18,6 +19,9 @@ For each shape (bench_gpt.SHAPES: "baby" n_layer 4, n_head 4, n_embd 128, block 
 - weights: every parameter and buffer as stored (bench_peft.weight_bytes); peak: tracemalloc's
   peak of live NumPy memory over two training steps, weights and optimizer state included
   (bench_peft.peak_bytes; CPU only).
+
+Then (CPU only) the side-by-side comparison with PyTorch eager and PEFT of benchmarks/vs_torch.py
+(its own section; skipped with one line when ``--torch-python`` has no torch).
 
 The helpers come from bench_ops, bench_gpt and bench_peft (benchmarks/ is on sys.path when this
 file runs as a script); this file only puts them together and writes the page.
@@ -39,6 +43,9 @@ from bench_gpt import SHAPES, raw_matmul_flops
 from bench_ops import device_sync, gpt_config, timed
 from bench_peft import METHODS, peak_bytes, setup, weight_bytes
 from tqdm import tqdm
+from vs_torch import markdown as torch_markdown
+from vs_torch import probe
+from vs_torch import run as torch_run
 
 from minilora import backend
 from minilora.nn import GPT, GPTConfig
@@ -180,6 +187,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--device", default="cpu", choices=backend.DEVICES)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the Markdown page to write")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--torch-python", default=os.environ.get("MINILORA_TORCH_PYTHON", sys.executable),
+                    help="interpreter with torch and peft for the vs_torch section (default $MINILORA_TORCH_PYTHON)")
+    ap.add_argument("--torch-rounds", type=int, default=5, help="vs_torch's alternating rounds (default 5)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     args = ap.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     bad = [s for s in shapes if s not in ("baby", "medium")]
@@ -194,6 +205,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["raw_matmul_gflops"] = raw / 1e9
     results["shapes"] = {s: bench_shape(s, args.device, args.repeats, not args.no_memory, raw, sync) for s in shapes}
     page = markdown(results)
+    if args.device == "cpu" and not args.no_torch:
+        if probe(args.torch_python, "torch") is None:
+            print(f"vs_torch: skipped: torch does not import under {args.torch_python}", file=sys.stderr)
+        else:
+            results["vs_torch"] = torch_run(shapes, args.torch_rounds, args.torch_python)
+            page += "\n" + torch_markdown(results["vs_torch"])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(page)

@@ -19,7 +19,7 @@ def test_run_writes_one_table_with_every_method(tmp_path, monkeypatch):
     monkeypatch.setitem(bench.SHAPES, "baby", tiny)
     monkeypatch.setattr(bench, "raw_matmul_flops", lambda *args: 1e9)  # no 2048^3 GEMMs in a test
     out, js = tmp_path / "benchmarks.md", tmp_path / "b.json"
-    results = bench.main(["--shapes", "baby", "--repeats", "1", "--out", str(out), "--json", str(js)])
+    results = bench.main(["--shapes", "baby", "--repeats", "1", "--out", str(out), "--json", str(js), "--no-torch"])
     page = out.read_text()
     rows = results["shapes"]["baby"]
     assert [r["method"] for r in rows] == list(bench.METHODS)

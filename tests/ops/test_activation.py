@@ -93,3 +93,43 @@ def test_swiglu_frozen_input_and_errors(device, rng):
         F.swiglu(tg, ml.tensor(np.ones(3), device=device))
     with pytest.raises(TypeError, match="swiglu: gate has dtype float64, up has float32"):
         F.swiglu(tg, ml.tensor(np.ones((2, 3), np.float32), device=device))
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 3e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("exp_form", [False, True])
+def test_gelu_block_forms_match_the_plain_formula(dtype, tol, exp_form):
+    """Both ways to the sigmoid (tanh, or exp where NumPy's tanh is slow) against the float64 reference,
+    out to |x| = 1e4 without a floating-point warning."""
+    from minilora.ops.activation import _gelu_tanh_block  # noqa: PLC0415
+
+    x = np.concatenate([np.linspace(-12, 12, 4001), [-1e4, -100.0, 100.0, 1e4]]).astype(dtype)
+    xr = x.astype(np.float64)
+    t = np.tanh(np.sqrt(2 / np.pi) * (xr + 0.044715 * xr**3))
+    y_ref = 0.5 * xr * (1 + t)
+    d_ref = 0.5 * (1 + t) + 0.5 * xr * (1 - t) * (1 + t) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * xr**2)
+    y, d = np.empty_like(x), np.empty_like(x)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        _gelu_tanh_block(np, x, y, d, exp_form)
+    assert np.abs(y - y_ref).max() / np.abs(y_ref).max() < tol
+    assert (np.abs(y - y_ref) <= tol * np.maximum(1, np.abs(y_ref))).all()
+    assert (np.abs(d - d_ref) <= 10 * tol).all()
+
+
+def test_gelu_pooled_equals_inline(rng, monkeypatch):
+    """Cache blocks over two threads give the very same bits as one thread."""
+    from minilora import parallel  # noqa: PLC0415
+
+    x = rng.standard_normal((7, 33)).astype(np.float32)
+    g = rng.standard_normal((7, 33)).astype(np.float32)
+    monkeypatch.setattr(parallel, "CHUNK", 16)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 1)
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(parallel.ENV_VAR, threads)
+        tx = ml.tensor(x, requires_grad=True)
+        y = F.gelu(tx)
+        y.backward(ml.tensor(g))
+        out[threads] = (y.numpy(), tx.grad)
+    for a, b in zip(out["1"], out["2"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(out["1"][0], gelu_tanh_ref(x.astype(np.float64)), rtol=3e-6, atol=1e-7)
