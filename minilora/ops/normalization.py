@@ -14,6 +14,7 @@ import numpy as np
 from minilora.autograd import Function
 from minilora.gradcheck_cases import register
 from minilora.ops.linear import check_same_dtype
+from minilora.parallel import for_rows
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor
@@ -38,6 +39,8 @@ class LayerNorm(Function):
     g_b = sum g_y,  g_w = sum g_y * xhat,  g_xhat = g_y * w,
     g_x = rstd * (g_xhat - mean(g_xhat) - xhat * mean(g_xhat * xhat)),
     which folds the g_var and g_mu paths of the chain rule into the two means.
+    Rows are independent, so on NumPy both passes run in cache-sized row blocks over the cores
+    (minilora.parallel.for_rows); g_w and g_b add one partial sum per block, in block order.
     """
 
     fresh_grads = True  # g_x is built in a new array, g_w and g_b are new sums
@@ -50,50 +53,86 @@ class LayerNorm(Function):
         w = params[0] if self.has_w else None
         b = params[-1] if self.has_b else None
         _check_affine("layer_norm", x, w, b)
-        mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-        xhat = x - mu  # xc for now
-        y = xhat * xhat  # the output buffer holds xc^2 first: one full-size allocation fewer
-        var = y.mean(axis=-1, keepdims=True)  # (..., 1), biased as in PyTorch
-        var += self.eps
-        rstd = xp.sqrt(var, out=var)
-        xp.divide(1.0, rstd, out=rstd)  # 1 / sqrt(var + eps), in place on the (..., 1) statistic
-        xhat *= rstd  # in place: xc is not needed again
-        if w is not None:
-            xp.multiply(xhat, w, out=y)
-        else:
-            y[...] = xhat
-        if b is not None:
-            y += b
+        C = x.shape[-1]
+        x2 = x.reshape(-1, C)  # (N, C)
+        y, xhat = xp.empty(x2.shape, x.dtype), xp.empty(x2.shape, x.dtype)  # (N, C)
+        rstd = xp.empty((x2.shape[0], 1), x.dtype)  # (N, 1)
+
+        def block(r0: int, r1: int) -> None:
+            xb, yb, hb, rb = x2[r0:r1], y[r0:r1], xhat[r0:r1], rstd[r0:r1]
+            xp.subtract(xb, xb.mean(axis=-1, keepdims=True), out=hb)  # xc for now
+            xp.multiply(hb, hb, out=yb)  # y holds xc^2 first: no temporary
+            var = yb.mean(axis=-1, keepdims=True)  # biased, as PyTorch
+            var += self.eps
+            xp.sqrt(var, out=var)
+            xp.divide(1.0, var, out=rb)  # 1 / sqrt(var + eps)
+            hb *= rb  # xhat, in place
+            if w is not None:
+                xp.multiply(hb, w, out=yb)
+            else:
+                yb[...] = hb
+            if b is not None:
+                yb += b
+
+        for_rows(xp, x2.shape[0], C, block)
         needs = self.needs_input_grad
         need_xhat = needs[0] or (self.has_w and needs[1])
         self.save_for_backward(xhat if need_xhat else None, rstd if needs[0] else None, w if needs[0] else None)
-        return y
+        return y.reshape(x.shape)
 
     def backward(self, g_y: Any) -> tuple[Any, ...]:
+        xp = self.xp
         xhat, rstd, w = self.saved
+        C = g_y.shape[-1]
+        g2 = g_y.reshape(-1, C)  # (N, C)
         needs = iter(self.needs_input_grad[1:])
         need_w = self.has_w and next(needs)
-        g_b = _sum_leading(g_y) if self.has_b and next(needs) else None
-        g_w = None
-        g_yx = g_y * xhat if need_w or (self.needs_input_grad[0] and w is None) else None  # (..., C), our own
-        if need_w:
-            g_w = _sum_leading(g_yx)
-        g_x = None
-        if self.needs_input_grad[0]:
-            g_xhat = g_y * w if w is not None else g_y.copy()  # our own array: g_x is built in it, in place
-            if g_yx is None:
-                g_yx = g_xhat * xhat
-            elif w is not None:
-                g_yx *= w  # g_xhat * xhat = g_y * xhat * w, reusing the g_w product
-            m2 = g_yx.mean(axis=-1, keepdims=True)  # mean(g_xhat * xhat), (..., 1)
-            m1 = g_xhat.mean(axis=-1, keepdims=True)  # mean(g_xhat), (..., 1)
-            xp = self.xp
-            xp.multiply(xhat, m2, out=g_yx)  # the scratch buffer, reused
-            g_x = g_xhat
-            g_x -= m1
-            g_x -= g_yx
-            g_x *= rstd
+        need_b = self.has_b and next(needs)
+        need_x = self.needs_input_grad[0]
+        g_x = xp.empty(g2.shape, g_y.dtype) if need_x else None  # (N, C)
+        parts_w: dict[int, Any] = {}
+        parts_b: dict[int, Any] = {}
+
+        def block(r0: int, r1: int) -> None:
+            gb = g2[r0:r1]
+            if need_b:
+                parts_b[r0] = gb.sum(axis=0)
+            if not (need_w or need_x):
+                return
+            hb = xhat[r0:r1]
+            g_yx = gb * hb  # (rows, C) scratch: g_y * xhat
+            if need_w:
+                parts_w[r0] = g_yx.sum(axis=0)
+            if need_x:
+                gx = g_x[r0:r1]  # g_xhat first, then g_x, in place
+                if w is not None:
+                    xp.multiply(gb, w, out=gx)
+                    g_yx *= w  # g_xhat * xhat = g_y * xhat * w
+                else:
+                    gx[...] = gb
+                m2 = g_yx.mean(axis=-1, keepdims=True)  # mean(g_xhat * xhat), (rows, 1)
+                m1 = gx.mean(axis=-1, keepdims=True)  # mean(g_xhat), (rows, 1)
+                xp.multiply(hb, m2, out=g_yx)
+                gx -= m1
+                gx -= g_yx
+                gx *= rstd[r0:r1]
+
+        for_rows(xp, g2.shape[0], C, block)
+        g_w = _add_in_order(xp, parts_w, C, g_y.dtype) if need_w else None
+        g_b = _add_in_order(xp, parts_b, C, g_y.dtype) if need_b else None
+        g_x = g_x.reshape(g_y.shape) if need_x else None
         return (g_x,) + ((g_w,) if self.has_w else ()) + ((g_b,) if self.has_b else ())
+
+
+def _add_in_order(xp: Any, parts: dict[int, Any], C: int, dtype: Any) -> Any:
+    """The sum of per-block partial sums, in block order (so the result does not depend on the threads)."""
+    keys = sorted(parts)
+    if not keys:  # no rows
+        return xp.zeros(C, dtype)
+    total = parts[keys[0]]
+    for k in keys[1:]:
+        total += parts[k]
+    return total
 
 
 def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float = 1e-5) -> Tensor:

@@ -80,3 +80,36 @@ def test_rms_norm_16_bit_statistics_in_float32(device, rng):
     tx64, tw64 = (ml.tensor(a.astype(np.float64), device=device, requires_grad=True) for a in (x, w))
     F.rms_norm(tx64, tw64, eps=1e-6).backward(ml.tensor(np.ones((3, 8)), device=device))
     np.testing.assert_allclose(ml.backend.to_host(tx.grad), ml.backend.to_host(tx64.grad), rtol=2e-2, atol=1e-5)
+
+
+def test_layer_norm_pooled_equals_inline(rng, monkeypatch):
+    """Row blocks over two threads give the same bits as one thread, and match the reference."""
+    from minilora import parallel  # noqa: PLC0415
+
+    x = rng.standard_normal((2, 9, 6)).astype(np.float32) * 3 + 1
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    g = rng.standard_normal((2, 9, 6)).astype(np.float32)
+    monkeypatch.setattr(parallel, "CHUNK", 12)  # 2 rows a block
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 1)
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(parallel.ENV_VAR, threads)
+        tx, tw, tb = (ml.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.layer_norm(tx, tw, tb)
+        y.backward(ml.tensor(g))
+        out[threads] = (y.numpy(), tx.grad, tw.grad, tb.grad)
+    for a, c in zip(out["1"], out["2"]):
+        np.testing.assert_array_equal(a, c)
+    x64 = x.astype(np.float64)
+    ref = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5) * w + b
+    np.testing.assert_allclose(out["1"][0], ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["1"][3], g.reshape(-1, 6).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_no_rows(device):
+    tx = ml.tensor(np.zeros((0, 4)), device=device, requires_grad=True)
+    tw = ml.tensor(np.ones(4), device=device, requires_grad=True)
+    tb = ml.tensor(np.zeros(4), device=device, requires_grad=True)
+    y = F.layer_norm(tx, tw, tb)
+    y.backward(ml.tensor(np.zeros((0, 4)), device=device))
+    assert tx.grad.shape == (0, 4) and ml.backend.to_host(tw.grad).tolist() == [0, 0, 0, 0]
