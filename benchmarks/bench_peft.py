@@ -37,15 +37,7 @@ from typing import Any
 import numpy as np
 from bench_ops import device_sync, gpt_and_batch, timed  # benchmarks/ is on sys.path when run as a script
 
-from minilora.peft import (
-    AdapterConfig,
-    FullFineTuneConfig,
-    IA3Config,
-    LoraConfig,
-    PrefixTuningConfig,
-    PromptTuningConfig,
-    get_peft_model,
-)
+from minilora.peft import get_peft_model, registry
 from minilora.peft.qlora import storage_report
 from minilora.train import TrainConfig, make_optimizer
 
@@ -54,15 +46,8 @@ SHAPES = {
     "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8),
     "wide": dict(n_layer=4, n_head=12, n_embd=768, block_size=128, batch=8),  # GPT-2 small's width
 }
-METHODS: dict[str, Callable[[], Any]] = {
-    "full": FullFineTuneConfig,
-    "lora": lambda: LoraConfig(r=8),
-    "qlora": lambda: LoraConfig(r=8, quantize=True),
-    "dora": lambda: LoraConfig(r=8, use_dora=True),
-    "ia3": IA3Config,
-    "adapter": lambda: AdapterConfig(bottleneck=16),
-    "prefix": lambda: PrefixTuningConfig(num_virtual_tokens=10),
-    "prompt": lambda: PromptTuningConfig(num_virtual_tokens=10),
+METHODS: dict[str, Callable[[], Any]] = {  # every registered method, with its default config
+    name: (lambda m=m, v=v: m.config(v.name)) for name, (m, v) in registry.variants().items()
 }
 
 
@@ -70,7 +55,8 @@ def setup(method: str, shape: dict, device: str) -> tuple[Any, Any, Callable[[],
     """(peft model, optimizer, one training step) for ``method`` on a fresh model from seed 0."""
     base, x, y = gpt_and_batch(shape, shape["block_size"] - 16, device)
     model = get_peft_model(base, METHODS[method]())
-    opt = make_optimizer(model, TrainConfig(lr=1e-4, weight_decay=0.0 if method != "full" else 0.1, device=device))
+    wd = registry.get_variant(method)[1].weight_decay
+    opt = make_optimizer(model, TrainConfig(lr=1e-4, weight_decay=wd, device=device))
 
     def step() -> None:
         opt.zero_grad()

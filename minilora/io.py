@@ -337,3 +337,19 @@ def read_npz(path: str | os.PathLike[str], first: str | None = None,
 def nonfinite_names(arrays: dict[str, np.ndarray]) -> list[str]:
     """The names of the floating host arrays holding NaN or Inf, in order (what a loader refuses, named)."""
     return [k for k, a in arrays.items() if np.dtype(a.dtype).kind == "f" and not np.isfinite(a).all()]  # host
+
+
+def check_header(meta: object, format: str, version: int, source: str, error: type[Exception] = ValueError) -> None:
+    """The format/version header every saved minilora file carries: the expected ``format`` and a version
+    no newer than ``version``, else ``error`` with one line naming ``source``."""
+    what = format.removeprefix("minilora-")
+    if not isinstance(meta, dict):
+        raise error(f"{source}: expected a JSON object, got a JSON {type(meta).__name__}")
+    got = meta.get("format")
+    if got != format:
+        raise error(f"{source}: not a minilora {what} (format {got!r})")
+    v = meta.get("version", 0)  # type: ignore[union-attr]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise error(f"{source}: {what} field 'version' must be an integer, got {v!r}")
+    if v > version:
+        raise error(f"{source}: {what} format version {v} is newer than this minilora's ({version})")

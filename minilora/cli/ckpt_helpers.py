@@ -67,3 +67,16 @@ def _one_line(message: str) -> str:
     """Multi-line library errors (e.g. a list of state_dict problems) squeezed into one line."""
     parts = [p.strip() for p in message.splitlines() if p.strip()]
     return " ".join(parts)
+
+
+def apply_adapter(model: Any, directory: str) -> Any:
+    """``--adapter DIR`` (generate, eval): the model with the adapter saved in DIR loaded (frozen), or a CLIError."""
+    from minilora.cli import CLIError  # noqa: PLC0415
+    from minilora.peft import load_adapter  # noqa: PLC0415
+
+    try:
+        return load_adapter(model, directory)
+    except FileNotFoundError as exc:
+        raise CLIError(f"--adapter: {exc.strerror}: {exc.filename}") from None
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise CLIError(f"--adapter: {exc}") from None

@@ -41,7 +41,8 @@ def add_parser(sub: Any, name: str) -> None:
 def _adapter_model(model: Any, directory: str, args: argparse.Namespace) -> tuple[Any, list[str] | None]:
     """The base with the adapter (as a classifier when the adapter is one); the label names, if any."""
     from minilora.cli import CLIError  # noqa: PLC0415
-    from minilora.cli.finetune_cmd import apply_adapter, classifier  # noqa: PLC0415
+    from minilora.cli.ckpt_helpers import apply_adapter  # noqa: PLC0415
+    from minilora.cli.finetune_cmd import classifier  # noqa: PLC0415
     from minilora.cli.finetune_data import LABELS_FILE  # noqa: PLC0415
 
     labels_path = os.path.join(directory, LABELS_FILE)

@@ -2,7 +2,8 @@
 
     minilora finetune --method lora --base runs/pretrain/ckpt.npz --data arithmetic --rank 8 --out runs/lora
 
-Methods: full, lora, qlora (LoRA on an NF4-quantised base), dora, ia3, adapter, prefix, prompt.
+Methods: every one in the registry (``minilora finetune --help`` lists them: full, lora, qlora, dora,
+pissa, loraplus, vera, ia3, adapter, prefix, prompt), each with its own options and learning rate.
 The base stays untouched on disk; ``--out DIR`` receives the adapter (adapter_config.json +
 adapter_model.npz; for ``full`` the whole fine-tuned weights). Use it with
 ``minilora generate --checkpoint BASE --adapter DIR``.
@@ -17,19 +18,16 @@ import os
 import time
 from typing import Any
 
-from minilora.cli import generate_cmd, one_line
+from minilora.cli import one_line
 from minilora.cli.ckpt_helpers import check_device, load_model
-
-METHODS = ("full", "lora", "qlora", "dora", "ia3", "adapter", "prefix", "prompt")
-# toy-scale learning rates that work: the fewer and smaller the trained tensors, the larger the step
-DEFAULT_LR = {"full": 1e-3, "lora": 3e-3, "qlora": 3e-3, "dora": 3e-3, "ia3": 1e-2, "adapter": 3e-3,
-              "prefix": 1e-2, "prompt": 3e-2}
+from minilora.peft import registry
 
 
 def add_parser(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help="fine-tune a checkpoint with full, LoRA, QLoRA, DoRA, IA3, adapters, prefix or "
-                                  "prompt tuning; saves the adapter", description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", required=True, choices=METHODS, help="fine-tuning method")
+    table = registry.variants()
+    p = sub.add_parser(name, help="fine-tune a checkpoint with one of the registered methods (" + ", ".join(table)
+                       + "); saves the adapter", description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("--method", required=True, choices=list(table), help="fine-tuning method")
     p.add_argument("--base", "--checkpoint", dest="base", required=True, metavar="PATH",
                    help="the pre-trained checkpoint (from minilora pretrain) or a Hugging Face GPT-2 folder")
     p.add_argument("--data", required=True, metavar="CORPUS_OR_FILE",
@@ -41,31 +39,21 @@ def add_parser(sub: Any, name: str) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="where the adapter goes (default runs/finetune-METHOD)")
     p.add_argument("--format", choices=("minilora", "peft"), default="minilora",
                    help="adapter files: minilora's (default) or Hugging Face PEFT's (LoRA/DoRA; needs minilora[hf])")
-    g = p.add_argument_group("LoRA / QLoRA / DoRA / IA3")
-    g.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
-    g.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; scaling alpha/r (default 16)")
-    g.add_argument("--dropout", type=float, default=0.0, help="dropout on the LoRA branch's input (default 0)")
-    g.add_argument("--rslora", action="store_true", help="rank-stabilised scaling alpha/sqrt(r)")
-    g.add_argument("--targets", default=None,
-                   help="comma-separated module names or suffixes (default c_attn; IA3: c_attn,mlp.c_proj), "
-                        "'all-linear', or 're:REGEX' (full match against module paths)")
-    g.add_argument("--block-size-nf4", dest="nf4_block", type=int, default=64, help="QLoRA NF4 block size (64)")
-    g = p.add_argument_group("bottleneck adapters")
-    g.add_argument("--bottleneck", type=int, default=16, help="adapter bottleneck width (default 16)")
-    g.add_argument("--placement", choices=("houlsby", "pfeiffer"), default="houlsby")
-    g.add_argument("--activation", choices=("gelu", "relu", "silu", "tanh"), default="gelu")
-    g.add_argument("--train-layernorms", action="store_true", help="also train the LayerNorms")
-    g = p.add_argument_group("prefix / prompt tuning")
-    g.add_argument("--virtual-tokens", type=int, default=10, help="number of virtual tokens P (default 10)")
-    g.add_argument("--prefix-projection", action="store_true", help="prefix tuning through a reparameterisation MLP")
-    g.add_argument("--prompt-init-text", default=None, help="initialise the soft prompt from this text's embeddings")
+    seen: set[str] = set()
+    for method in registry.methods().values():  # each method's own options; one it shares with another is added once
+        options = [o for o in method.options if o.dest not in seen]
+        if options:
+            g = p.add_argument_group(", ".join(v.name for v in method.variants), f"see {method.docs}")
+            for opt in options:
+                opt.add_to(g)
+                seen.add(opt.dest)
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
     g.add_argument("--batch-size", type=int, default=16,
                    help="examples per step on each rank (mpiexec -n N: N times as many per step; default 16)")
     g.add_argument("--global-batch-size", type=int, default=0,
                    help="examples per step over all ranks, split evenly (default 0: batch size x ranks)")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per method)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the method's)")
     g.add_argument("--eval-interval", type=int, default=50)
     g.add_argument("--corpus-size", type=int, default=None, help="lines/examples to generate for a built-in corpus")
     g.add_argument("--seed", type=int, default=1337)
@@ -76,54 +64,10 @@ def add_parser(sub: Any, name: str) -> None:
     p.set_defaults(run=run)
 
 
-def _targets(text: str | None, default: tuple[str, ...]) -> str | tuple[str, ...]:
-    if text is None:
-        return default
-    if text == "all-linear":
-        return text
-    if text.startswith("re:"):
-        return text[3:]
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def build_config(args: argparse.Namespace) -> Any:
     """The PeftConfig the command-line options describe (ValueError for bad values)."""
-    from minilora import peft  # noqa: PLC0415
-
-    m = args.method
-    if m == "full":
-        return peft.FullFineTuneConfig()
-    if m in ("lora", "qlora", "dora"):
-        return peft.LoraConfig(
-            r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout,
-            target_modules=_targets(args.targets, ("c_attn",)), use_rslora=args.rslora, use_dora=m == "dora",
-            quantize=m == "qlora", quant_block_size=args.nf4_block,
-        )  # fmt: skip
-    if m == "ia3":
-        return peft.IA3Config(target_modules=_targets(args.targets, ("c_attn", "mlp.c_proj")))
-    if m == "adapter":
-        return peft.AdapterConfig(bottleneck=args.bottleneck, placement=args.placement, activation=args.activation,
-                                  train_layernorms=args.train_layernorms)
-    if m == "prefix":
-        return peft.PrefixTuningConfig(num_virtual_tokens=args.virtual_tokens, prefix_projection=args.prefix_projection)
-    init = "text" if args.prompt_init_text else "random"
-    return peft.PromptTuningConfig(num_virtual_tokens=args.virtual_tokens, init=init, init_text=args.prompt_init_text)
-
-
-def apply_adapter(model: Any, directory: str) -> Any:
-    """``minilora generate --adapter DIR``: the base model with the saved adapter loaded (frozen)."""
-    from minilora.cli import CLIError  # noqa: PLC0415
-    from minilora.peft import load_adapter  # noqa: PLC0415
-
-    try:
-        return load_adapter(model, directory)
-    except FileNotFoundError as exc:
-        raise CLIError(f"--adapter: {exc.strerror}: {exc.filename}") from None
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        raise CLIError(f"--adapter: {exc}") from None
-
-
-generate_cmd.ADAPTER_HOOK = apply_adapter  # the hook the generate command leaves for adapters
+    method, variant = registry.get_variant(args.method)
+    return registry.config_from_args(method, variant, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,16 +82,18 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} is a file; the adapter is saved as a folder (give a folder path)")
     _, model, tokenizer = load_model(args.base, args.device)
     try:
-        config = build_config(args)
+        method, variant = registry.get_variant(args.method)
+        config = registry.config_from_args(method, variant, args)
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, global_batch_size=args.global_batch_size,
-                          lr=args.lr or DEFAULT_LR[args.method],
-                          warmup_steps=min(20, args.steps // 10), eval_interval=args.eval_interval,
-                          weight_decay=0.1 if args.method == "full" else 0.0, seed=args.seed, device=args.device,
-                          progress=args.progress, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
-        if args.method == "prompt" and args.virtual_tokens >= model.config.block_size:
-            raise ValueError(f"--virtual-tokens {args.virtual_tokens} must be smaller than the base model's block "
+                          lr=args.lr or variant.lr, warmup_steps=min(20, args.steps // 10),
+                          eval_interval=args.eval_interval, weight_decay=variant.weight_decay, seed=args.seed,
+                          device=args.device, progress=args.progress,
+                          gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
+        taken = config.num_virtual_tokens if method.prepends_tokens else 0  # the soft prompt's positions
+        if taken >= model.config.block_size:
+            raise ValueError(f"--virtual-tokens {taken} must be smaller than the base model's block "
                              f"size {model.config.block_size} (the soft prompt takes that many positions)")
-        window = model.config.block_size - (args.virtual_tokens if args.method == "prompt" else 0)
+        window = model.config.block_size - taken
         data = load_data(args, tokenizer, window, cfg)
         if data.kind == "classify":
             model, config = classifier(model, config, len(data.labels), args.seed)

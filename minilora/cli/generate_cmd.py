@@ -1,20 +1,12 @@
-"""``minilora generate``: sample text from a checkpoint.
-
-``ADAPTER_HOOK`` is the extension point for fine-tuned adapters: a function
-``(model, adapter_dir) -> model`` that another module (the fine-tuning CLI) sets at
-import time. ``--adapter DIR`` calls it, and says so clearly when none is registered.
-"""
+"""``minilora generate``: sample text from a checkpoint, with a fine-tuned adapter applied (``--adapter DIR``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from minilora.cli.ckpt_helpers import check_device, load_model
-
-ADAPTER_HOOK: Callable[[Any, str], Any] | None = None
+from minilora.cli.ckpt_helpers import apply_adapter, check_device, load_model
 
 
 def add_parser(sub: Any, name: str) -> None:
@@ -51,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--stop: the text must not be empty")
     _, model, tokenizer = load_model(args.checkpoint, args.device)
     if args.adapter is not None:
-        if ADAPTER_HOOK is None:
-            raise CLIError("--adapter: adapters are not supported by this installation (no adapter loader registered)")
-        model = ADAPTER_HOOK(model, args.adapter)
+        model = apply_adapter(model, args.adapter)
     try:
         ids = tokenizer.encode(args.prompt or "\n")
     except ValueError as exc:

@@ -14,12 +14,14 @@ All gradients flow through existing ops (linear, activation, add).
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 from minilora import functional as F  # noqa: N812
 from minilora.nn import Linear, Module
 from minilora.nn.layers import zeros_
 from minilora.peft.base_layer import PeftLayer
+from minilora.peft.config import PeftConfig, check_choice, check_positive
 from minilora.tensor import Tensor
 
 ACTIVATIONS = {
@@ -28,6 +30,23 @@ ACTIVATIONS = {
     "silu": F.silu,
     "tanh": lambda t: t.tanh(),
 }
+
+
+@dataclasses.dataclass
+class AdapterConfig(PeftConfig):
+    """Bottleneck adapters (Houlsby et al. 2019): h + up(act(down(h))) after a sublayer."""
+
+    peft_type: ClassVar[str] = "ADAPTER"
+    bottleneck: int = 16
+    placement: str = "houlsby"  # "houlsby": after attention and after the MLP; "pfeiffer": after the MLP only
+    activation: str = "gelu"  # "gelu" | "relu" | "silu" | "tanh"
+    train_layernorms: bool = False
+    modules_to_save: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        check_positive(self, "bottleneck")
+        check_choice(self, "placement", ("houlsby", "pfeiffer"))
+        check_choice(self, "activation", tuple(ACTIVATIONS))
 
 
 class BottleneckAdapter(PeftLayer):
@@ -80,3 +99,9 @@ class ModulesToSave(PeftLayer):
     def merged_module(self) -> Module:
         """The module to put back at this path when the adapter is unloaded: the trained copy, if active."""
         return self.modules_to_save if self.has_active else self.base_layer
+
+    def merge(self) -> None:
+        """Nothing to fold: the trained copy replaces the module when unloaded with merging."""
+
+    def unloaded(self, merge: bool) -> Module:
+        return self.merged_module() if merge else self.base_layer

@@ -146,6 +146,15 @@ class PeftLayer(Module):
             params[attr].data -= delta.astype(params[attr].dtype, copy=False)
         self._merged = None
 
+    def unloaded(self, merge: bool) -> Module:
+        """The module to put back at this path when the PeftModel is unloaded, the adapter merged in if ``merge``."""
+        if merge:
+            self.merge()
+        else:
+            self.unmerge()
+        self._merged = None  # the base layer leaves this wrapper for good
+        return self.base_layer
+
 
 def trained_dtype(base_dtype: Any) -> Any:
     """The dtype adapter tensors are created in over a base of ``base_dtype``: float32 over a 16-bit base."""

@@ -18,12 +18,27 @@ an output scale multiplies rows of W (and b), an input scale multiplies columns 
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 from minilora import functional as F  # noqa: N812
-from minilora.nn import Module, Parameter
+from minilora.nn import Linear, Module, Parameter
 from minilora.peft.base_layer import PeftLayer
+from minilora.peft.config import PeftConfig
 from minilora.tensor import Tensor
+
+
+@dataclasses.dataclass
+class IA3Config(PeftConfig):
+    """IA3 (Liu et al. 2022): learned vectors, initialised to ones, rescale keys, values and MLP activations.
+
+    ``None`` takes the model family's defaults (``family_of(model).ia3_targets`` / ``ia3_feedforward``).
+    """
+
+    peft_type: ClassVar[str] = "IA3"
+    target_modules: str | tuple[str, ...] | None = None
+    feedforward_modules: str | tuple[str, ...] | None = None  # scaled on their input, the rest on K, V
+    modules_to_save: tuple[str, ...] = ()
 
 
 class IA3Linear(PeftLayer):
@@ -32,8 +47,6 @@ class IA3Linear(PeftLayer):
     slot_names = ("ia3_l", "ia3_l_k", "ia3_l_v")
 
     def __init__(self, base_layer: Module, feedforward: bool, kv_fused: bool) -> None:
-        from minilora.nn import Linear  # noqa: PLC0415
-
         if not isinstance(base_layer, Linear):
             raise TypeError(f"IA3Linear: expected a Linear to wrap, got {type(base_layer).__name__}")
         super().__init__(base_layer)

@@ -1,4 +1,4 @@
-"""LoRA adapters in Hugging Face PEFT's on-disk format, both ways (see docs/interop.md).
+"""Adapters in Hugging Face PEFT's on-disk format, both ways (see docs/interop.md): LoRA here, VeRA beside it.
 
 A PEFT LoRA adapter is a folder with two files:
 
@@ -39,7 +39,10 @@ import numpy as np
 from minilora import backend
 from minilora.hf import safetensors_io as stio
 from minilora.io import atomic_folder, resolve_folder
-from minilora.peft.config import LoraConfig
+from minilora.models import family_of
+from minilora.peft.lora import LoraConfig
+from minilora.peft.registry import method_of, methods
+from minilora.peft.targets import candidate_modules
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -233,9 +236,63 @@ def from_peft_config(d: dict[str, Any], lora_paths: list[str], source: str = CON
         raise PeftFormatError(f"{source}: {exc}") from None
 
 
-# ----------------------------------------------------------------------------- folders
+# ----------------------------------------------------------------------------- LoRA's exchange
+class LoraExchange:
+    """LoRA and DoRA adapters <-> PEFT's LoraConfig and tensors (registered by minilora.peft.methods.lora)."""
+
+    @staticmethod
+    def to_peft(model: Any, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        config = model.peft_config[name]
+        state = {k: backend.to_host(p.data) for k, p in model.adapter_state(name).items()}  # host: writing a file
+        lora_paths = [k.rpartition(".")[0] for k in state if k.endswith(".lora_A")]
+        save_paths = sorted({k.partition(".modules_to_save.")[0] for k in state if ".modules_to_save." in k})
+        base = model.base_model
+        hf_config = to_peft_config(
+            config,
+            target_modules=peft_target_modules(lora_paths, [n for n, _ in candidate_modules(base)]),
+            modules_to_save=save_paths,
+            fan_in_fan_out=conv1d_layout(lora_paths),
+            task_type=task_type(base),
+            base_model_name_or_path=getattr(base, "name_or_path", None),
+        )
+        return hf_config, to_peft_tensors(state, set(lora_paths))
+
+    @staticmethod
+    def from_peft(d: dict[str, Any], raw: dict[str, np.ndarray], source: str) -> tuple[LoraConfig, dict[str, Any]]:
+        state = from_peft_tensors(raw, tuple(d.get("modules_to_save") or ()), source)
+        lora_paths = list(dict.fromkeys(k.rpartition(".")[0] for k in state if k.endswith((".lora_A", ".lora_B"))))
+        config = from_peft_config(d, lora_paths, source.replace(WEIGHTS_NAME, CONFIG_NAME))
+        problems = []
+        for path in lora_paths:
+            a, b = state.get(f"{path}.lora_A"), state.get(f"{path}.lora_B")
+            if a is None or b is None:
+                problems.append(f"{path}: has lora_{'A' if a is None else 'B'} missing")
+            elif a.ndim != 2 or b.ndim != 2 or a.shape[0] != config.r or b.shape[1] != config.r:
+                problems.append(f"{path}: lora_A {a.shape} and lora_B {b.shape} do not have rank r={config.r} "
+                                "(expected (r, in) and (out, r))")  # fmt: skip
+        if problems:
+            raise PeftFormatError(f"{source}: " + "; ".join(problems))
+        return config, state
+
+
+def conv1d_layout(paths: list[str]) -> bool:
+    """PEFT's fan_in_fan_out: true when an adapted layer is a transformers Conv1D (GPT-2's projections)."""
+    return any(p.rpartition(".")[2] not in HF_LINEAR for p in paths)
+
+
+def task_type(base: Any) -> str:
+    return "SEQ_CLS" if family_of(base).is_classifier(base) else "CAUSAL_LM"
+
+
+# ----------------------------------------------------------------------------- folders, for every method
+def _exchanging() -> dict[str, Any]:
+    """peft_type -> exchange, for the registered methods that speak PEFT's format."""
+    return {t: m.exchange for t, m in methods().items() if m.exchange is not None}
+
+
 def is_peft_dir(directory: str | os.PathLike[str]) -> bool:
-    """True for a folder in PEFT's format: adapter_config.json with peft_type "LORA" + adapter_model.safetensors."""
+    """True for a folder in PEFT's format: adapter_config.json with a peft_type minilora exchanges (LORA, VERA)
+    + adapter_model.safetensors."""
     p = resolve_folder(directory)
     if not ((p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()):
         return False
@@ -243,11 +300,11 @@ def is_peft_dir(directory: str | os.PathLike[str]) -> bool:
         d = json.loads((p / CONFIG_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(d, dict) and d.get("peft_type") == "LORA"
+    return isinstance(d, dict) and d.get("peft_type") in _exchanging()
 
 
-def load_peft_format(directory: str | os.PathLike[str]) -> tuple[LoraConfig, dict[str, np.ndarray]]:
-    """(LoraConfig, adapter state by minilora plain name, float32) from a PEFT LoRA folder; shapes checked."""
+def load_peft_format(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, np.ndarray]]:
+    """(config, adapter state by minilora plain name) from a PEFT adapter folder; shapes checked."""
     p = resolve_folder(directory)
     if not (p / WEIGHTS_NAME).is_file() and (p / "adapter_model.bin").is_file():
         raise FileNotFoundError(
@@ -255,22 +312,12 @@ def load_peft_format(directory: str | os.PathLike[str]) -> tuple[LoraConfig, dic
             "with PEFT's save_pretrained(..., safe_serialization=True))", str(p / WEIGHTS_NAME)
         )  # fmt: skip
     d = stio.read_json(p / CONFIG_NAME)
+    exchange = _exchanging().get(d.get("peft_type") if isinstance(d, dict) else None)
+    if exchange is None:
+        raise PeftFormatError(f"{p / CONFIG_NAME}: peft_type {d.get('peft_type')!r} is not supported "
+                              f"(minilora exchanges {sorted(_exchanging())})")  # fmt: skip
     raw = stio.read_safetensors(p / WEIGHTS_NAME)
-    source = str(p / WEIGHTS_NAME)
-    state = from_peft_tensors(raw, tuple(d.get("modules_to_save") or ()), source)
-    lora_paths = list(dict.fromkeys(k.rpartition(".")[0] for k in state if k.endswith((".lora_A", ".lora_B"))))
-    config = from_peft_config(d, lora_paths, str(p / CONFIG_NAME))
-    problems = []
-    for path in lora_paths:
-        a, b = state.get(f"{path}.lora_A"), state.get(f"{path}.lora_B")
-        if a is None or b is None:
-            problems.append(f"{path}: has lora_{'A' if a is None else 'B'} missing")
-        elif a.ndim != 2 or b.ndim != 2 or a.shape[0] != config.r or b.shape[1] != config.r:
-            problems.append(f"{path}: lora_A {a.shape} and lora_B {b.shape} do not have rank r={config.r} "
-                            "(expected (r, in) and (out, r))")  # fmt: skip
-    if problems:
-        raise PeftFormatError(f"{source}: " + "; ".join(problems))
-    return config, state
+    return exchange.from_peft(d, raw, str(p / WEIGHTS_NAME))
 
 
 def read_fingerprint(directory: str | os.PathLike[str]) -> str | None:
@@ -279,34 +326,19 @@ def read_fingerprint(directory: str | os.PathLike[str]) -> str | None:
 
 
 def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str | None = None) -> int:
-    """Write a PeftModel's LoRA (or DoRA) adapter in PEFT's format; returns its size on disk in bytes.
+    """Write a PeftModel's adapter in PEFT's format (LoRA, DoRA, VeRA); returns its size on disk in bytes.
 
     The config is written last, so a half-written folder never looks complete.
     """
-    from minilora.models import family_of  # noqa: PLC0415
-    from minilora.peft.targets import candidate_modules  # noqa: PLC0415
-
     name = model.active_adapter if adapter_name is None else adapter_name
     config = model.peft_config.get(name)
-    if not isinstance(config, LoraConfig):
+    exchange = method_of(config).exchange if config is not None else None
+    if exchange is None:
         raise PeftFormatError(
-            f"save_adapter(format='peft'): adapter {name!r} is {type(config).__name__}; PEFT's LoRA format holds "
-            "LoRA and DoRA adapters only (use format='minilora')"
+            f"save_adapter(format='peft'): adapter {name!r} is {type(config).__name__}; minilora writes PEFT's "
+            f"format for {sorted(_exchanging())} adapters only (use format='minilora')"
         )
-    state = {k: backend.to_host(p.data) for k, p in model.adapter_state(name).items()}  # host: writing a file
-    lora_paths = [k.rpartition(".")[0] for k in state if k.endswith(".lora_A")]
-    save_paths = sorted({k.partition(".modules_to_save.")[0] for k in state if ".modules_to_save." in k})
-    base = model.base_model
-    names = [n for n, _ in candidate_modules(base)]
-    tensors = to_peft_tensors(state, set(lora_paths))
-    hf_config = to_peft_config(
-        config,
-        target_modules=peft_target_modules(lora_paths, names),
-        modules_to_save=save_paths,
-        fan_in_fan_out=any(p.rpartition(".")[2] not in HF_LINEAR for p in lora_paths),
-        task_type="SEQ_CLS" if family_of(base).is_classifier(base) else "CAUSAL_LM",
-        base_model_name_or_path=getattr(base, "name_or_path", None),
-    )
+    hf_config, tensors = exchange.to_peft(model, name)
     p = Path(directory)
     metadata = {"format": "pt", FINGERPRINT_KEY: model.base_fingerprint}
     with atomic_folder(p) as folder:  # both files land together, or neither (see minilora.io)
@@ -315,28 +347,4 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
     return sum((p / f).stat().st_size for f in (CONFIG_NAME, WEIGHTS_NAME))
 
 
-def load_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str = "default",
-                 is_trainable: bool = False) -> Any:  # fmt: skip
-    """Load a PEFT LoRA folder onto ``model`` (a plain GPT, or a PeftModel to add it to); returns the PeftModel.
-
-    An adapter minilora saved carries the base fingerprint and is refused on another base;
-    one written by PEFT has none, and is checked by shape only. On failure the model is unchanged.
-    """
-    from minilora.peft.io import AdapterError, _attach, _check_fingerprint  # noqa: PLC0415  (io imports this lazily)
-    from minilora.peft.peft_model import PeftModel  # noqa: PLC0415
-
-    config, state = load_peft_format(directory)
-    fresh = not isinstance(model, PeftModel)
-    want = read_fingerprint(directory)
-    if want is not None:
-        _check_fingerprint(model, want, str(directory))
-    base = model if fresh else model.base_model
-    for path in config.target_modules:  # a clear error before anything is wrapped
-        try:
-            base.get_submodule(path)
-        except AttributeError:
-            raise AdapterError(f"{directory}: the adapter targets {path}, which this model does not have") from None
-    return _attach(model, config, config, adapter_name, state, str(directory), is_trainable)
-
-
-save_peft_format = save_adapter  # the name the interop contract uses; io.save_adapter(format="peft") calls it
+save_peft_format = save_adapter  # the name the interop contract uses; save_adapter(format="peft") calls it

@@ -1,13 +1,11 @@
 """PeftModel and get_peft_model: one API over every fine-tuning method.
 
-get_peft_model(model, config) freezes every base parameter, then injects the method:
-
-- LoraConfig (LoRA, rsLoRA, DoRA; QLoRA with quantize=True): the targeted Linear layers become LoraLinear;
-- IA3Config: the targeted Linear layers become IA3Linear;
-- AdapterConfig: every block's attn (houlsby) and mlp become BottleneckAdapter;
-- PrefixTuningConfig / PromptTuningConfig: an encoder module in ``prompt_encoder`` whose
-  ``forward_kwargs(batch_size)`` (prefix_kv or prompt_embeds) is passed to every forward and generate;
-- FullFineTuneConfig: nothing is injected and everything trains (the baseline, same API).
+get_peft_model(model, config) freezes every base parameter, then asks the method registry
+(minilora.peft.registry) for the config's method and calls its injection function: LoRA and IA3
+wrap Linear layers, adapters wrap sublayers, prefix/prompt tuning add an encoder in
+``prompt_encoder`` whose ``forward_kwargs(batch_size)`` (prefix_kv or prompt_embeds) is passed to
+every forward and generate, full fine-tuning unfreezes everything. A method's state shared by all
+its layers (VeRA's projections) lives in ``shared`` (the method's ``prepare`` hook creates it).
 
 Names carry no wrapper prefix: PeftModel.named_parameters() yields the base model's own paths
 ("transformer.h.0.attn.c_attn.lora_A"), plus "prompt_encoder.<adapter>.<...>" for virtual tokens.
@@ -20,24 +18,19 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from minilora.nn import LayerNorm, Linear, Module, ModuleDict, Parameter, all_or_nothing
-from minilora.peft.adapter import BottleneckAdapter, ModulesToSave
-from minilora.peft.base_layer import PeftLayer, trained_dtype
-from minilora.peft.config import (
-    AdapterConfig,
-    FullFineTuneConfig,
-    IA3Config,
-    LoraConfig,
-    PeftConfig,
-    PrefixTuningConfig,
-    PromptTuningConfig,
-)
-from minilora.peft.ia3 import IA3Linear
-from minilora.peft.lora import LoraLinear
+from minilora.autograd import no_grad
+from minilora.nn import Module, ModuleDict, Parameter, all_or_nothing
+from minilora.optim import param_groups
+from minilora.peft import adapter_files
+from minilora.peft.adapter import ModulesToSave
+from minilora.peft.attach import attach
+from minilora.peft.base_layer import PeftLayer
+from minilora.peft.config import PeftConfig
+from minilora.peft.fingerprint import base_fingerprint, check_fingerprint, plain_name
+from minilora.peft.linear4bit import Linear4bit
 from minilora.peft.peft_names import PeftNames
+from minilora.peft.registry import Method, method_of, methods
 from minilora.peft.targets import match_targets
-
-VIRTUAL_TOKEN_CONFIGS = (PrefixTuningConfig, PromptTuningConfig)
 
 
 def get_peft_model(
@@ -50,11 +43,6 @@ def get_peft_model(
     return PeftModel(model, config, adapter_name, tokenizer=tokenizer)
 
 
-def plain_name(name: str) -> str:
-    """A parameter's name in the plain base model: PEFT wrappers' ".base_layer" segments removed."""
-    return name.replace(".base_layer.", ".").replace(".base_layer", "")
-
-
 class PeftModel(PeftNames, Module):
     """A base model plus named adapters; forward and generate delegate to the base model.
 
@@ -62,8 +50,6 @@ class PeftModel(PeftNames, Module):
     """
 
     def __init__(self, model: Module, config: PeftConfig, adapter_name: str = "default", tokenizer: Any = None) -> None:
-        from minilora.peft.io import base_fingerprint  # noqa: PLC0415  (io imports this module)
-
         if isinstance(model, PeftModel):
             raise TypeError("get_peft_model: the model is already a PeftModel; use add_adapter() for another adapter")
         if not isinstance(config, PeftConfig):
@@ -72,6 +58,7 @@ class PeftModel(PeftNames, Module):
         super().__init__()
         self.base_model = model
         self.prompt_encoder = ModuleDict()  # the active virtual-token encoder (prefix / prompt tuning)
+        self.shared = ModuleDict()  # adapter name -> state shared by all its layers (VeRA's projections)
         self.peft_config: dict[str, PeftConfig] = {}
         self.active_adapter = adapter_name
         self.base_fingerprint = base_fingerprint(model)  # before anything changes (quantisation, training)
@@ -92,11 +79,11 @@ class PeftModel(PeftNames, Module):
         memo.add(id(self))
         yield prefix, self
         yield from self.base_model.named_modules(memo, prefix, remove_duplicate)
-        pre = f"{prefix}.prompt_encoder" if prefix else "prompt_encoder"
-        yield from self.prompt_encoder.named_modules(memo, pre, remove_duplicate)
+        for attr in ("prompt_encoder", "shared"):
+            yield from getattr(self, attr).named_modules(memo, f"{prefix}.{attr}" if prefix else attr, remove_duplicate)
 
     def get_submodule(self, target: str) -> Module:
-        if target == "prompt_encoder" or target.startswith("prompt_encoder."):
+        if target.partition(".")[0] in ("prompt_encoder", "shared"):
             return super().get_submodule(target)
         return self.base_model.get_submodule(target)
 
@@ -121,72 +108,37 @@ class PeftModel(PeftNames, Module):
         """The peft_type of this model's adapters ("LORA", "IA3", "ADAPTER", "PREFIX_TUNING", ...)."""
         return next(iter(self.peft_config.values())).peft_type
 
+    def _method(self, adapter_name: str | None = None) -> Method:
+        return method_of(self.peft_config[self.active_adapter if adapter_name is None else adapter_name])
+
     # ------------------------------------------------------------------ adapters
     def add_adapter(self, adapter_name: str, config: PeftConfig) -> None:
         """Add a named adapter (inactive unless it is the first one; use set_adapter to switch)."""
         if adapter_name in self.peft_config:
             raise ValueError(f"add_adapter: an adapter named {adapter_name!r} already exists")
+        method = method_of(config)
         if self.peft_config:
             first = next(iter(self.peft_config.values()))
-            if type(first) is not type(config) or isinstance(config, FullFineTuneConfig):
+            if type(first) is not type(config) or method.one_adapter:
                 raise ValueError(
                     f"add_adapter: this PeftModel holds {type(first).__name__} adapters; one method family per "
                     f"PeftModel (got {type(config).__name__}); wrap another copy of the base model instead"
                 )
-            if isinstance(config, LoraConfig) and config.quantize != first.quantize:
-                raise ValueError("add_adapter: every LoRA adapter of a PeftModel must agree on quantize (QLoRA)")
         activate = not self.peft_config
         with all_or_nothing(self):  # the per-method injection may stop half-way: everything is rolled back
             self.peft_config[adapter_name] = config
-            self._inject(adapter_name, config, activate)
+            if method.prepare is not None:
+                method.prepare(self, adapter_name, config)
+            trained = method.inject(self, adapter_name, config, activate)
+            paths = getattr(config, "modules_to_save", ())
+            if paths:
+                paths = match_targets(self.base_model, paths, linear_only=False, method="modules_to_save")
+                self.add_modules_to_save(adapter_name, paths, activate)
+            self._trained_base[adapter_name] = trained
 
-    def _inject(self, name: str, config: PeftConfig, activate: bool) -> None:
-        base = self.base_model
-        trained: list[str] = []
-        if isinstance(config, FullFineTuneConfig):
-            base.requires_grad_(True)
-            trained = [n for n, _ in base.named_parameters()]
-        elif isinstance(config, LoraConfig):
-            paths = match_targets(base, config.target_modules, method="LoRA")
-            if config.quantize:  # QLoRA: the whole base's Linear layers (but the heads) are stored as NF4
-                from minilora.peft.qlora import quantize_model  # noqa: PLC0415
-
-                plain = [p for p in match_targets(base, "all-linear") if isinstance(base.get_submodule(p), Linear)]
-                if plain:
-                    quantize_model(base, plain, block_size=config.quant_block_size, double_quant=config.double_quant)
-            for path in paths:
-                layer = self._wrap(path, LoraLinear)
-                layer.add_adapter(name, config, activate)
-            if config.bias != "none":
-                trained = self._unfreeze_biases(paths if config.bias == "lora_only" else None)
-        elif isinstance(config, IA3Config):
-            ffn = config.feedforward_modules
-            ff = set(match_targets(base, ffn, method="IA3") if ffn else ())
-            for path in match_targets(base, config.target_modules, method="IA3"):
-                kv = path.rpartition(".")[2] == "c_attn"
-                layer = self._wrap(path, lambda m, f=path in ff, kv=kv: IA3Linear(m, feedforward=f, kv_fused=kv))
-                layer.add_adapter(name, activate)
-        elif isinstance(config, AdapterConfig):
-            subs = ("attn", "mlp") if config.placement == "houlsby" else ("mlp",)
-            regex = r"(.*\.)?h\.\d+\.(" + "|".join(subs) + ")"
-            dim = self._n_embd()
-            for path in match_targets(base, regex, linear_only=False, method="adapters"):
-                layer = self._wrap(path, lambda m: BottleneckAdapter(m, dim))
-                layer.add_adapter(name, config.bottleneck, config.activation, activate)
-            if config.train_layernorms:
-                norms = [n for n, m in base.named_modules() if isinstance(m, LayerNorm)]
-                self._modules_to_save(name, norms, activate)
-        elif isinstance(config, VIRTUAL_TOKEN_CONFIGS):
-            self._add_encoder(name, config, activate)
-        else:
-            raise TypeError(f"get_peft_model: unsupported config {type(config).__name__}")
-        if getattr(config, "modules_to_save", ()):
-            paths = match_targets(base, config.modules_to_save, linear_only=False, method="modules_to_save")
-            self._modules_to_save(name, paths, activate)
-        self._trained_base[name] = trained
-
-    def _wrap(self, path: str, make: Any) -> PeftLayer:
-        """The PEFT layer at ``path``, creating it around the module there if needed."""
+    # ------------------------------------------------------------------ what injection functions use
+    def wrap(self, path: str, make: Any) -> PeftLayer:
+        """The PEFT layer at ``path``, creating it (``make(module)``) around the module there if needed."""
         module = self.base_model.get_submodule(path)
         if isinstance(module, PeftLayer):
             return module
@@ -196,14 +148,15 @@ class PeftModel(PeftNames, Module):
         self.base_model.set_submodule(path, layer)
         return layer
 
-    def _modules_to_save(self, name: str, paths: list[str], activate: bool) -> None:
+    def add_modules_to_save(self, adapter_name: str, paths: list[str], activate: bool) -> None:
+        """Give adapter ``adapter_name`` its own trainable copy of each module at ``paths``."""
         for path in paths:
-            layer = self._wrap(path, ModulesToSave)
+            layer = self.wrap(path, ModulesToSave)
             if not isinstance(layer, ModulesToSave):
                 raise ValueError(f"modules_to_save: {path} is already adapted by {type(layer).__name__}")
-            layer.add_adapter(name, activate)
+            layer.add_adapter(adapter_name, activate)
 
-    def _unfreeze_biases(self, paths: list[str] | None) -> list[str]:
+    def unfreeze_biases(self, paths: list[str] | None) -> list[str]:
         """Unfreeze the biases of ``paths`` (None: every bias of the model); their plain names."""
         names = []
         for n, p in self.base_model.named_parameters():
@@ -214,29 +167,18 @@ class PeftModel(PeftNames, Module):
                 names.append(name)
         return names
 
-    def _n_embd(self) -> int:
-        cfg = getattr(self.base_model, "config", None)
-        if cfg is None or not hasattr(cfg, "n_embd"):
-            raise TypeError(f"{type(self.base_model).__name__} has no config.n_embd; adapters need the model width")
-        return cfg.n_embd
-
-    def _add_encoder(self, name: str, config: PeftConfig, activate: bool) -> None:
-        base = self.base_model
-        cfg = getattr(base, "config", None)
-        if isinstance(config, PrefixTuningConfig):
-            from minilora.peft.prefix import PrefixEncoder  # noqa: PLC0415  (written in parallel)
-
-            encoder = PrefixEncoder(config, cfg, base.device, trained_dtype(base.dtype))
-        else:
-            from minilora.peft.prompt import PromptEmbedding  # noqa: PLC0415
-
-            encoder = PromptEmbedding(config, cfg, base.get_submodule("transformer.wte"), tokenizer=self.tokenizer)
-            encoder.to(base.device, trained_dtype(base.dtype))
+    def add_encoder(self, adapter_name: str, encoder: Module, activate: bool) -> None:
+        """A virtual-token encoder (prefix / prompt tuning): trainable, in ``prompt_encoder`` when active."""
         encoder.requires_grad_(True)
         if activate:
-            self.prompt_encoder[name] = encoder
+            self.prompt_encoder[adapter_name] = encoder
         else:
-            self._aside_encoders[name] = encoder
+            self._aside_encoders[adapter_name] = encoder
+
+    def add_shared(self, adapter_name: str, module: Module) -> None:
+        """State shared by all of an adapter's layers (frozen; saved with the adapter), under ``shared``."""
+        module.requires_grad_(False)
+        self.shared[adapter_name] = module
 
     def _check_name(self, adapter_name: str, what: str) -> None:
         if adapter_name not in self.peft_config:
@@ -269,14 +211,17 @@ class PeftModel(PeftNames, Module):
             if not layer.settings:
                 self.base_model.set_submodule(path, layer.base_layer)
         self._aside_encoders.pop(adapter_name, None)
+        if adapter_name in self.shared:
+            del self.shared[adapter_name]
         self.peft_config.pop(adapter_name)
         self._trained_base.pop(adapter_name, None)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
         """Inside this block the model computes the base model's outputs (modules_to_save use the originals)."""
-        if isinstance(self.peft_config[self.active_adapter], FullFineTuneConfig):
-            raise ValueError("disable_adapter: full fine-tuning changes the base weights; no adapter to disable")
+        if not self._method().can_disable:
+            raise ValueError(f"disable_adapter: {type(self.peft_config[self.active_adapter]).__name__} changes the "
+                             "base weights; no adapter to disable")
         layers = [layer for _, layer in self.peft_layers()]
         merged = [layer for layer in layers if layer.merged]
         if merged:
@@ -308,24 +253,22 @@ class PeftModel(PeftNames, Module):
 
     def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
         """The base model's generate, with the active prefix/prompt adapter's keyword arguments."""
-        from minilora.autograd import no_grad  # noqa: PLC0415
-
         with no_grad():
             kwargs = {**self._virtual_kwargs(idx), **kwargs}
         return self.base_model.generate(idx, max_new_tokens, **kwargs)
 
     # ------------------------------------------------------------------ merging
     def _mergeable(self, what: str) -> None:
-        kind = type(self.peft_config[self.active_adapter])
-        if kind not in (LoraConfig, IA3Config):
-            raise ValueError(f"{what}: {kind.__name__} adapters cannot be merged (LoRA, DoRA and IA3 can)")
+        if not self._method().mergeable:
+            kind = type(self.peft_config[self.active_adapter]).__name__
+            able = [m.config_cls.__name__ for m in methods().values() if m.mergeable]
+            raise ValueError(f"{what}: {kind} adapters cannot be merged (those of {', '.join(able)} can)")
 
     def merge(self) -> None:
         """Fold the active adapter into the base weights in place (undo with unmerge())."""
         self._mergeable("merge")
         for _, layer in self.peft_layers():
-            if not isinstance(layer, ModulesToSave):
-                layer.merge()
+            layer.merge()
 
     def unmerge(self) -> None:
         for _, layer in self.peft_layers():
@@ -342,18 +285,7 @@ class PeftModel(PeftNames, Module):
 
     def _unload(self, merge: bool) -> Module:
         for path, layer in self.peft_layers():
-            if isinstance(layer, ModulesToSave):
-                new = layer.merged_module() if merge else layer.base_layer
-            elif merge and isinstance(layer, LoraLinear):
-                new = layer.merged_linear()
-            else:
-                if merge:
-                    layer.merge()
-                else:
-                    layer.unmerge()
-                layer._merged = None
-                new = layer.base_layer
-            self.base_model.set_submodule(path, new)
+            self.base_model.set_submodule(path, layer.unloaded(merge))
         original = {id(p): flag for p, flag in self._original_flags}
         for p in self.base_model.parameters():  # new merged Linears and trained copies train like plain weights
             p.requires_grad_(original.get(id(p), True))
@@ -365,7 +297,7 @@ class PeftModel(PeftNames, Module):
         trainable = sum(p.size for p in self.parameters() if p.requires_grad)
         total = sum(p.size for p in self.parameters())
         for m in self.modules():
-            if type(m).__name__ == "Linear4bit" and "weight" not in m._parameters:
+            if isinstance(m, Linear4bit):  # its weight is buffers, not a parameter
                 total += m.in_features * m.out_features
         return trainable, total
 
@@ -385,22 +317,58 @@ class PeftModel(PeftNames, Module):
         encoder = self.prompt_encoder[name] if name in self.prompt_encoder else self._aside_encoders.get(name)
         if encoder is not None:
             out.update({f"prompt_encoder.{n}": p for n, p in encoder.named_parameters()})
+        out.update(self.frozen_adapter_state(name))
         base = {plain_name(n): p for n, p in self.base_model.named_parameters()}
         for n in self._trained_base.get(name, []):
             out[n] = base[n]
         return out
 
+    def frozen_adapter_state(self, adapter_name: str | None = None) -> dict[str, Parameter]:
+        """The adapter's saved but never trained tensors (its ``shared`` state), by name."""
+        name = self.active_adapter if adapter_name is None else adapter_name
+        if name not in self.shared:
+            return {}
+        return {f"shared.{n}": p for n, p in self.shared[name].named_parameters()}
+
+    def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer: the method's own (LoRA+), else decay on matrices only."""
+        method = self._method()
+        if method.optimizer_groups is not None:
+            groups = method.optimizer_groups(self, self.peft_config[self.active_adapter], lr, weight_decay)
+            if groups is not None:
+                return groups
+        return param_groups(self, weight_decay, lr)
+
     def save_adapter(self, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
         """Write the adapter (config JSON + weights, never pickle) to ``directory``; returns its bytes on disk."""
-        from minilora.peft.io import save_adapter  # noqa: PLC0415
-
-        return save_adapter(self, directory, adapter_name, format=format)
+        return adapter_files.write_adapter(self, directory, adapter_name, format=format)
 
     def load_adapter(
         self, directory: str, adapter_name: str = "default", format: str | None = None, is_trainable: bool = False
     ) -> str:
         """Add the adapter saved in ``directory`` as ``adapter_name`` (not activated); refuses another base."""
-        from minilora.peft.io import load_adapter  # noqa: PLC0415
-
-        load_adapter(self, directory, adapter_name, format=format, is_trainable=is_trainable)
+        saved = adapter_files.read_saved(directory, format)
+        if saved.checks_fingerprint:
+            check_fingerprint(self.base_fingerprint, saved.fingerprint, saved.directory)
+        saved.check_targets(self.base_model)
+        attach(self, saved.config, saved.build, adapter_name, saved.arrays, saved.directory, is_trainable, PeftModel)
         return adapter_name
+
+    @classmethod
+    def from_pretrained(
+        cls, model: Module, directory: str, adapter_name: str = "default", is_trainable: bool = False,
+        format: str | None = None,
+    ) -> PeftModel:
+        """The adapter saved in ``directory`` on ``model`` (a plain model, or a PeftModel to add it to), in eval
+        mode unless ``is_trainable`` (as PEFT). Reads minilora's format and PEFT's (detected); refuses an
+        adapter of another base; on any failure the model is left as it was."""
+        if isinstance(model, PeftModel):
+            model.load_adapter(directory, adapter_name, format=format, is_trainable=is_trainable)
+            return model if is_trainable else model.eval()
+        saved = adapter_files.read_saved(directory, format)
+        if saved.checks_fingerprint:
+            check_fingerprint(base_fingerprint(model), saved.fingerprint, saved.directory)
+        saved.check_targets(model)
+        peft = attach(model, saved.config, saved.build, adapter_name, saved.arrays, saved.directory, is_trainable,
+                      cls)  # fmt: skip
+        return peft if is_trainable else peft.eval()  # for inference, as Hugging Face: dropout off

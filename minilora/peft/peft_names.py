@@ -12,26 +12,12 @@ PEFT                                     minilora
 
 from __future__ import annotations
 
-from typing import Any
-
 from minilora.nn import Module
 
 
 class PeftNames:
-    """Mixed into PeftModel: each method is one line over minilora's own."""
-
-    @classmethod
-    def from_pretrained(
-        cls, model: Module, directory: str, adapter_name: str = "default", is_trainable: bool = False,
-        format: str | None = None,
-    ) -> Any:
-        """The adapter saved in ``directory`` on ``model``, in eval mode unless ``is_trainable`` (as PEFT).
-
-        Reads minilora's format and Hugging Face PEFT's (detected); refuses an adapter of another base.
-        """
-        from minilora.peft.io import load_adapter  # noqa: PLC0415  (io imports peft_model, which imports this)
-
-        return load_adapter(model, directory, adapter_name, format=format, is_trainable=is_trainable)
+    """Mixed into PeftModel: each method is one line over minilora's own (``PeftModel.from_pretrained`` is
+    PeftModel's own classmethod, which load_adapter calls)."""
 
     def save_pretrained(self, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
         """Save the adapter only (as PEFT; not the base model): ``save_adapter``. ``format="peft"`` for PEFT's files."""

@@ -26,20 +26,37 @@ so inference costs nothing extra and gives identical outputs.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.autograd import no_grad
 from minilora.nn.layers import Linear
 from minilora.nn.module import Module, ModuleList, Parameter
-from minilora.peft.config import PrefixTuningConfig
+from minilora.peft.config import PeftConfig, check_positive
 from minilora.tensor import Tensor
 
 
 def _normal_parameter(shape: tuple[int, ...]) -> Parameter:
     """N(0, 1) drawn on the host (as torch.nn.Embedding's default init, which PEFT uses), in float32."""
     return Parameter(backend.host_rng().standard_normal(shape).astype("float32"))
+
+
+@dataclasses.dataclass
+class PrefixTuningConfig(PeftConfig):
+    """Prefix tuning (Li & Liang 2021): P learned key/value vectors in front of K and V in every layer."""
+
+    peft_type: ClassVar[str] = "PREFIX_TUNING"
+    num_virtual_tokens: int = 10
+    prefix_projection: bool = False  # train through a reparameterisation MLP, folded away for inference
+    encoder_hidden_size: int | None = None  # the MLP's hidden width (default n_embd)
+    modules_to_save: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        check_positive(self, "num_virtual_tokens")
+        if self.encoder_hidden_size is not None:
+            check_positive(self, "encoder_hidden_size")
 
 
 class PrefixEncoder(Module):

@@ -18,13 +18,31 @@ Initialisation (the paper's two options):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from minilora import backend
 from minilora.nn.module import Module, Parameter
-from minilora.peft.config import PromptTuningConfig
+from minilora.peft.config import PeftConfig, check_choice, check_positive
 from minilora.tensor import Tensor
+
+
+@dataclasses.dataclass
+class PromptTuningConfig(PeftConfig):
+    """Prompt tuning (Lester et al. 2021): P soft prompt embeddings prepended to the input embeddings."""
+
+    peft_type: ClassVar[str] = "PROMPT_TUNING"
+    num_virtual_tokens: int = 10
+    init: str = "random"  # "random" | "text"
+    init_text: str | None = None
+    modules_to_save: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        check_positive(self, "num_virtual_tokens")
+        check_choice(self, "init", ("random", "text"))
+        if self.init == "text" and not self.init_text:
+            raise ValueError("PromptTuningConfig: init='text' needs init_text")
 
 
 def _init_ids(

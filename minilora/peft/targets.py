@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from minilora.nn import Module
+from minilora.nn import Linear, Module
 from minilora.peft.base_layer import PeftLayer
+from minilora.peft.linear4bit import Linear4bit
 
 OUTPUT_HEADS = ("lm_head", "score")
 
@@ -38,14 +39,14 @@ def _matches(name: str, entry: str) -> bool:
     return name == entry or name.endswith("." + entry)
 
 
+def is_linear(module: Module) -> bool:
+    """A layer the linear methods can wrap: a Linear or an NF4-quantised Linear4bit."""
+    return isinstance(module, (Linear, Linear4bit))
+
+
 def _is_linear(module: Module) -> bool:
-    from minilora.peft.lora import LoraLinear, is_linear  # noqa: PLC0415  (lora imports this package)
-
-    return is_linear(module) or isinstance(module, LoraLinear) or _is_wrapped_linear(module)
-
-
-def _is_wrapped_linear(module: Module) -> bool:
-    return isinstance(module, PeftLayer) and _is_linear(module.base_layer)
+    """A Linear, a Linear4bit, or a PEFT layer already wrapping one (a second adapter targets it again)."""
+    return is_linear(module) or (isinstance(module, PeftLayer) and _is_linear(module.base_layer))
 
 
 def _describe(names: Iterable[str], limit: int = 80) -> str:

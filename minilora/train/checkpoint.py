@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from minilora import backend
-from minilora.io import ArchiveError, atomic_write_npz, nonfinite_names, read_npz
+from minilora.io import ArchiveError, atomic_write_npz, check_header, nonfinite_names, read_npz
 
 FORMAT = "minilora-checkpoint"
 VERSION = 1
@@ -198,13 +198,7 @@ def _check_meta(path: str, meta: Any) -> None:
     """Every field load and resume use, by type, before anything is read into a model."""
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: the 'meta' entry must be a JSON object, got a JSON {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a minilora checkpoint (format {meta.get('format')!r})")
-    version = meta.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise _bad(path, "version", "an integer", version)
-    if version > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {version} is newer than this minilora ({VERSION})")
+    check_header(meta, FORMAT, VERSION, path, CheckpointError)
     for key in ("step", "weights", "rng"):
         if key not in meta:
             raise CheckpointError(f"{path}: missing key {key!r} in the checkpoint metadata")

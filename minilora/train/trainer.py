@@ -97,8 +97,15 @@ class History:
 
 
 def make_optimizer(model: Any, config: TrainConfig) -> Optimizer:
-    """The optimizer a TrainConfig names, over the model's trainable parameters (no decay on 1-D ones)."""
-    groups = param_groups(model, config.weight_decay)
+    """The optimizer a TrainConfig names, over the model's trainable parameters (no decay on 1-D ones).
+
+    A model with ``optimizer_groups(lr, weight_decay)`` (a PeftModel) chooses its own groups: LoRA+ puts
+    its B matrices at a larger learning rate.
+    """
+    if hasattr(model, "optimizer_groups"):
+        groups = model.optimizer_groups(config.lr, config.weight_decay)
+    else:
+        groups = param_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return SGD(groups, lr=config.lr, momentum=config.momentum)
     cls = AdamW if config.optimizer == "adamw" else Adam

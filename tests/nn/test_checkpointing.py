@@ -10,23 +10,22 @@ import pytest
 import minilora as ml
 from minilora.activation_checkpoint import Checkpoint
 from minilora.nn import GPT, GPTConfig
-from minilora.peft import get_peft_model
-from minilora.peft.config import CONFIGS, LoraConfig
+from minilora.peft import LoraConfig, get_peft_model, registry
 
 CFG = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_head=2, n_embd=8, dropout=0.2)
 
 
 def _method_configs() -> dict[str, object]:
-    """Every registered method at its defaults (dropout on where it has one), plus DoRA and QLoRA."""
+    """Every registered method variant at its defaults (dropout on where it has one)."""
     out: dict[str, object] = {}
-    for cls in CONFIGS:
-        fields = {f.name for f in dataclasses.fields(cls)}
+    for name, (method, _) in registry.variants().items():
+        fields = {f.name for f in dataclasses.fields(method.config_cls)}
         kw = {"lora_dropout": 0.3} if "lora_dropout" in fields else {}
         if "num_virtual_tokens" in fields:
             kw["num_virtual_tokens"] = 3
-        out[cls.peft_type] = cls(**kw)
-    out["DORA"] = LoraConfig(lora_dropout=0.3, use_dora=True)
-    out["QLORA"] = LoraConfig(lora_dropout=0.3, quantize=True, quant_block_size=8)
+        if "quant_block_size" in fields:
+            kw["quant_block_size"] = 8
+        out[name] = method.config(name, **kw)
     return out
 
 
@@ -66,7 +65,7 @@ def test_same_gradients_with_and_without(device: str, method: str | None) -> Non
 
 
 def test_gradient_accumulation_matches() -> None:
-    plain, ckpt = _grads("cpu", "LORA", False, accum=3), _grads("cpu", "LORA", True, accum=3)
+    plain, ckpt = _grads("cpu", "lora", False, accum=3), _grads("cpu", "lora", True, accum=3)
     for name in plain:
         assert np.allclose(plain[name], ckpt[name], rtol=0, atol=1e-12), name
 

@@ -1,0 +1,41 @@
+"""Prompt tuning in the registry (embedding and config: minilora/peft/prompt.py). Docs: docs/methods/prompt.md."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from minilora.models import family_of
+from minilora.peft.base_layer import trained_dtype
+from minilora.peft.prompt import PromptEmbedding, PromptTuningConfig
+from minilora.peft.registry import Method, Option, Variant, register
+
+
+def inject(peft: Any, adapter_name: str, config: PromptTuningConfig, activate: bool) -> list[str]:
+    """A PromptEmbedding whose prompt_embeds every forward and generate receives (text init: peft.tokenizer)."""
+    base = peft.base_model
+    wte = base.get_submodule(family_of(base).embed_path)
+    encoder = PromptEmbedding(config, getattr(base, "config", None), wte, tokenizer=peft.tokenizer)
+    encoder.to(base.device, trained_dtype(base.dtype))  # float32 over a 16-bit base
+    peft.add_encoder(adapter_name, encoder, activate)
+    return []
+
+
+def loading_config(config: PromptTuningConfig) -> PromptTuningConfig:
+    """The saved embeddings replace the init, so loading needs no tokenizer."""
+    if config.init == "text":
+        return dataclasses.replace(config, init="random", init_text=None)
+    return config
+
+
+register(Method(
+    PromptTuningConfig, inject,
+    variants=(Variant("prompt", 3e-1, "10 soft prompt embeddings, initialised from the embeddings of a sentence",
+                      demo_settings={"init": "text", "init_text": "the answer follows"}),),
+    docs="docs/methods/prompt.md", order=70, prepends_tokens=True, loading_config=loading_config,
+    options=(
+        Option(("--virtual-tokens",), "num_virtual_tokens", "number of virtual tokens P (default 10)", int),
+        Option(("--prompt-init-text",), "init_text", "initialise the soft prompt from this text's embeddings",
+               also={"init": "text"}),
+    ),
+))  # fmt: skip
