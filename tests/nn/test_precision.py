@@ -117,3 +117,29 @@ def test_merge_into_a_16bit_base_and_checkpoint_round_trip(tmp_path):
 def test_backend_dtype_helpers():
     assert backend.is_floating(backend.resolve_dtype("bf16")) and backend.is_16bit("float16")
     assert not backend.is_floating("int8") and not backend.is_16bit("float32")
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_lora_on_a_16bit_llama_is_exact_to_its_rounding(dtype):
+    from minilora.models import build_model  # noqa: PLC0415
+
+    cfg = {"family": "llama", "vocab_size": 11, "hidden_size": 8, "intermediate_size": 12, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 12}
+    ml.manual_seed(0)
+    base = build_model(cfg).to(dtype=dtype)
+    ref = build_model(cfg)
+    ref.load_state_dict(base.state_dict())
+    idx = np.arange(6)[None]
+    out = []
+    for m in (base, ref):
+        ml.manual_seed(1)
+        peft = get_peft_model(m, LoraConfig(target_modules="all-linear"))
+        for p in peft.parameters():
+            if p.requires_grad:
+                p.data = p.data + 0.05
+        logits, loss = peft(idx, targets=idx)
+        loss.backward()
+        out.append((logits.numpy(), [p.grad for p in peft.parameters() if p.requires_grad]))
+    assert out[0][0].dtype == np.float32 and np.array_equal(out[0][0], out[1][0])
+    for a, b in zip(out[0][1], out[1][1], strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
