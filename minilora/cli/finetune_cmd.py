@@ -59,6 +59,8 @@ def add_parser(sub: Any, name: str) -> None:
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     g.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 (CPU default), or 16-bit GEMMs with float32 master weights (fp16: loss scaling)")
     g.add_argument("--gradient-checkpointing", action="store_true",
                    help="rerun each block in backward instead of keeping its activations (less memory, ~1/3 slower)")
     p.set_defaults(run=run)
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                           lr=args.lr or variant.lr, warmup_steps=min(20, args.steps // 10),
                           eval_interval=args.eval_interval, weight_decay=variant.weight_decay, seed=args.seed,
                           device=args.device, progress=args.progress,
-                          gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
+                          gradient_checkpointing=args.gradient_checkpointing, precision=args.precision)  # fmt: skip
         taken = config.num_virtual_tokens if method.prepends_tokens else 0  # the soft prompt's positions
         if taken >= model.config.block_size:
             raise ValueError(f"--virtual-tokens {taken} must be smaller than the base model's block "

@@ -35,6 +35,7 @@ HELP = {
     "grad_clip": "clip the global gradient norm (0: off)", "grad_accum_steps": "micro-batches per step",
     "checkpoint_interval": "save every N steps (0: only at the end)", "eval_interval": "validate every N steps",
     "gradient_checkpointing": "rerun each block in backward instead of keeping its activations (less memory)",
+    "precision": "fp32 (CPU default), bf16 or fp16 (16-bit GEMMs, float32 master weights; fp16 with loss scaling)",
     "batch_size": "examples per micro-batch on each rank (mpiexec -n N: N times as many per step)",
     "global_batch_size": "examples per micro-batch over all ranks, split evenly (0: batch size x ranks)",
 }

@@ -10,6 +10,7 @@ from minilora.optim.clip import (
     grad_norm,
     scale_grads,
 )
+from minilora.optim.grad_scaler import GradScaler, LossScaleError
 from minilora.optim.optimizer import Optimizer, param_groups
 from minilora.optim.schedules import (
     ConstantSchedule,
@@ -26,7 +27,9 @@ __all__ = [
     "Adam",
     "AdamW",
     "ConstantSchedule",
+    "GradScaler",
     "LinearSchedule",
+    "LossScaleError",
     "NonFiniteError",
     "Optimizer",
     "Schedule",

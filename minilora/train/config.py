@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     gradient_checkpointing: bool = False  # rerun each block in backward instead of keeping its activations
+    precision: str = "fp32"  # fp32 | bf16 | fp16: 16-bit GEMMs, float32 master weights (fp16: loss scaling)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: "3.7" steps, "nan" rates and "no" flags are refused by name
@@ -60,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: optimizer must be adamw, adam or sgd, got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ValueError(f"TrainConfig: schedule must be constant, cosine or linear, got {self.schedule!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"TrainConfig: precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"TrainConfig: device must be 'cpu' or 'cuda', got {self.device!r}")
         self.warmup_steps = min(self.warmup_steps, self.max_steps)

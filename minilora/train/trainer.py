@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from minilora.train.checkpoint import (
 )
 from minilora.train.config import TrainConfig
 from minilora.train.data_parallel import DataParallel
+from minilora.train.precision import MixedPrecision
 
 CKPT, METRICS = "ckpt.npz", "metrics.jsonl"
 
@@ -150,6 +152,8 @@ class Trainer:
         )
         self.loss_fn = loss_fn or task.loss
         self.step = 0  # optimizer steps done
+        self.precision = MixedPrecision(config.precision)  # fp32, or bf16/fp16 autocast (+ loss scaling)
+        self._step_notes: dict[str, Any] = {}  # the last step's extra log fields (a skipped fp16 step)
         self.history = History()
         self._trainable = [(n, p) for n, p in self.optimizer.named_parameters() if p.requires_grad]
         self._tokens = 0
@@ -192,8 +196,9 @@ class Trainer:
         for _ in range(k):
             batch = self.task.next_batch()
             self._tokens += self.task.num_tokens(batch)
-            loss = self.loss_fn(self.model, batch)
-            (loss * (1.0 / k) if k > 1 else loss).backward()
+            with self.precision.autocast():
+                loss = self.loss_fn(self.model, batch)
+            self.precision.backward(loss * (1.0 / k) if k > 1 else loss)  # fp16: times the loss scale
             loss_sum = loss.data if loss_sum is None else loss_sum + loss.data
         loss_sum = self.dp.sync_gradients(loss_sum)  # several ranks: the global mean gradient and loss
         params = [p for _, p in self._trainable]
@@ -201,6 +206,12 @@ class Trainer:
         xp = backend.get_array_module(loss_sum)
         pair = xp.stack([(loss_sum / k).astype(xp.float64), norm.data.astype(xp.float64)])
         loss_value, norm_value = (float(v) for v in backend.to_host(pair))  # host: the one sync per step
+        self._step_notes = {}
+        if self.precision.overflowed(params, norm_value):  # fp16 overflow: no update, the scale halved
+            self._step_notes = {"skipped": True, "loss_scale": self.precision.scaler.get_scale()}
+            self.step += 1
+            return loss_value, norm_value
+        norm, norm_value = self.precision.unscale(params, norm, norm_value)  # fp16: divided by the scale
         check_finite(self.step + 1, loss_value, norm_value, self._trainable)  # 1-based, as in the log; before clipping
         if cfg.grad_clip > 0:
             scale_grads(params, cfg.grad_clip, norm)
@@ -245,7 +256,7 @@ class Trainer:
             schedule=self.schedule if isinstance(self.schedule, Schedule) else None,
             sampler_state=self.task.state_dict(),
             train_config=self.config.to_dict(),
-            extra={"history": self.history.to_dict(), **world},
+            extra={"history": self.history.to_dict(), "grad_scaler": self.precision.scaler.state_dict(), **world},
         )
         arrays["meta"] = _json_array(meta)
         if target != self.checkpoint_path:
@@ -270,7 +281,8 @@ class Trainer:
         ckpt = load_checkpoint(path)
         self.dp.check_resume(ckpt)  # several ranks: the same file everywhere, written by a world this size
         metrics = _metrics_upto(os.path.join(folder, METRICS), ckpt.step)
-        before = (self.optimizer.state_dict(), self.task.state_dict(), backend.rng_state())
+        before = (self.optimizer.state_dict(), self.task.state_dict(), backend.rng_state(),
+                  self.precision.scaler.state_dict())
         with all_or_nothing(self, self.model):
             try:
                 restore_model(ckpt, self.model)
@@ -281,10 +293,13 @@ class Trainer:
                 self.dp.after_resume(ckpt)
                 self.step = ckpt.step
                 self.history = History.from_dict(ckpt.meta.get("extra", {}).get("history", {}))
+                if "grad_scaler" in ckpt.meta.get("extra", {}):
+                    self.precision.scaler.load_state_dict(ckpt.meta["extra"]["grad_scaler"])
             except BaseException as exc:
                 self.optimizer.load_state_dict(before[0])
                 self.task.load_state_dict(before[1])
                 backend.set_rng_state(before[2])
+                self.precision.scaler.load_state_dict(before[3])
                 if isinstance(exc, (KeyError, TypeError, ValueError)) and not isinstance(exc, CheckpointError):
                     raise CheckpointError(f"{path}: cannot resume from it ({type(exc).__name__}: {exc})") from None
                 raise
@@ -309,7 +324,9 @@ class Trainer:
                 self.history.steps.append(self.step)
                 self.history.train_loss.append(loss)
                 self.history.lr.append(lr)
-                self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": tok_s})
+                finite_norm = norm if math.isfinite(norm) else None  # a skipped fp16 step's norm is inf
+                self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": finite_norm, "tokens_per_s": tok_s,
+                           **self._step_notes})
                 post = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
                 if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
                     last_eval = self.evaluate()

@@ -83,3 +83,10 @@ def test_gradient_checkpointing_flag_trains_the_same(base, tmp_path, capsys):
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         assert np.array_equal(weights[0][k], weights[1][k]), k
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_precision_flag_trains(base, tmp_path, precision):
+    assert main(["finetune", "--method", "lora", "--base", base, *FT, "--precision", precision,
+                 "--gradient-checkpointing", "--out", str(tmp_path / precision)]) == 0
+    assert (tmp_path / precision / "adapter_model.npz").is_file()

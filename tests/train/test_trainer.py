@@ -130,3 +130,57 @@ def test_gradient_checkpointing_trains_exactly_as_without(tiny_gpt, english_toke
 def test_gradient_checkpointing_needs_a_model_that_supports_it(english_tokens, lm_task, quick_config):
     with pytest.raises(TypeError, match="Linear has no gradient_checkpointing_enable"):
         Trainer(nn.Linear(2, 2), lm_task(english_tokens), quick_config(gradient_checkpointing=True))
+
+
+@pytest.mark.parametrize("precision, tol", [("bf16", 0.01), ("fp16", 0.01)])
+def test_mixed_precision_tracks_fp32(device, tiny_gpt, english_tokens, lm_task, quick_config, precision, tol):
+    """16-bit GEMMs, float32 master weights: losses within tol of fp32 over 12 steps (measured: bf16 3e-4,
+    fp16 1e-3 at 20 steps); parameters, grads and optimizer state stay float32."""
+    losses = {}
+    for prec in ("fp32", precision):
+        trainer = Trainer(tiny_gpt(0), lm_task(english_tokens, device=device),
+                          quick_config(max_steps=12, precision=prec, eval_interval=0, device=device))
+        losses[prec] = np.array(trainer.fit().train_loss)
+        assert all(p.dtype == np.float32 for p in trainer.model.parameters())
+        assert all(a.dtype == np.float32 for st in trainer.optimizer.state.values() for a in st.values()
+                   if hasattr(a, "dtype"))
+    assert np.abs(losses[precision] - losses["fp32"]).max() < tol
+    assert losses[precision][-1] < losses[precision][0] - 0.5
+
+
+def test_fp16_overflow_skips_the_step_logs_it_and_halves_the_scale(tmp_path, tiny_gpt, english_tokens, lm_task,
+                                                                    quick_config):
+    from minilora.optim import GradScaler
+
+    trainer = Trainer(tiny_gpt(0), lm_task(english_tokens),
+                      quick_config(max_steps=6, precision="fp16", eval_interval=0, out_dir=str(tmp_path)))
+    trainer.precision.scaler = GradScaler(init_scale=2.0**20)  # the scaled gradients overflow float16
+    before = {n: p.data.copy() for n, p in trainer.model.named_parameters()}
+    trainer.train_step()
+    assert trainer.step == 1 and trainer.precision.skipped == 1 and trainer.precision.scaler.get_scale() == 2.0**19
+    assert all(np.array_equal(before[n], p.data) for n, p in trainer.model.named_parameters())  # no update
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if r.get("skipped")]
+    assert len(skipped) == 2 and all(r["grad_norm"] is None and r["loss_scale"] < 2.0**20 for r in skipped)
+    assert any("skipped" not in r and "loss" in r for r in records)  # the scale came down and steps ran
+
+
+def test_fp16_resume_restores_the_scaler_exactly(tmp_path, tiny_gpt, english_tokens, lm_task, quick_config):
+    from minilora.optim import GradScaler
+
+    def run(out, steps=None, resume=False):
+        trainer = Trainer(tiny_gpt(0), lm_task(english_tokens), quick_config(
+            max_steps=8, precision="fp16", eval_interval=0, checkpoint_interval=4, out_dir=str(out)))
+        trainer.precision.scaler = GradScaler(init_scale=2.0**20, growth_interval=3)  # overflows, then grows
+        if resume:
+            trainer.resume(str(out / "ckpt.npz"))
+        trainer.fit(steps)
+        return trainer
+
+    whole = run(tmp_path / "a")
+    run(tmp_path / "b", steps=4)
+    resumed = run(tmp_path / "b", resume=True)
+    assert whole.precision.scaler.state_dict() == resumed.precision.scaler.state_dict()
+    assert whole.history.train_loss == resumed.history.train_loss
+    assert whole.precision.skipped == 4 and resumed.precision.skipped == 1  # 3 before the checkpoint, 1 after
