@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from minilora import backend
+from minilora.optim.flat import FlatGroup
 from minilora.tensor import Tensor
 
 
@@ -32,6 +33,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         # state keyed by id(param): {"step": int, "<buffer>": device array, ...}
         self.state: dict[int, dict[str, Any]] = {}
+        self._flat: dict[int, FlatGroup] = {}  # group index -> its flat buffers (optimizers that use them)
         seen: set[int] = set()
         for group in _as_groups(params):
             self._add_group(group, seen)
@@ -84,6 +86,38 @@ class Optimizer:
 
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError  # pragma: no cover - interface
+
+    # ------------------------------------------------------------------ flat buffers (minilora.optim.flat)
+    def _flat_group(self, index: int, live: list[Tensor]) -> FlatGroup | None:
+        """Group ``index``'s FlatGroup over ``live`` (its trainable parameters that have gradients), built or
+        rebuilt from the current arrays as needed; None when the group cannot be flat (some trainable parameter
+        has no gradient this step, or dtypes/devices are mixed): the caller then updates parameter by parameter."""
+        group = self.param_groups[index]
+        trainable = [p for p in group["params"] if p.requires_grad]
+        if len(live) != len(trainable) or not FlatGroup.can_flatten(live):
+            return None
+        states = [self.state.setdefault(id(p), {"step": 0}) for p in live]
+        flat = self._flat.get(index)
+        if flat is None or FlatGroup.key(flat.params) != FlatGroup.key(live) or not flat.attached(states):
+            flat = self._flat[index] = FlatGroup(live)
+        return flat
+
+    def flat_grads(self, index: int = 0) -> Any:
+        """Parameter group ``index``'s gradients as ONE contiguous array, every ``p.grad`` then a view of it.
+
+        For whoever works on all gradients at once before ``step()`` (a data-parallel all-reduce, a global
+        norm, a loss-scale unscale): change the array in place and ``step()`` sees the change, with no copy.
+        Every trainable parameter of the group must have a gradient.
+        """
+        group = self.param_groups[index]
+        live = [p for p in group["params"] if p.requires_grad and p.grad is not None]
+        flat = self._flat_group(index, live)
+        if flat is None:
+            raise ValueError(
+                f"{type(self).__name__}.flat_grads: group {index} has trainable parameters without a gradient "
+                "(or mixed dtypes/devices); call it after backward()"
+            )
+        return flat.gather_grads()
 
     # ------------------------------------------------------------------ introspection
     def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
