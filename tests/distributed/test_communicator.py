@@ -50,4 +50,4 @@ def test_an_array_on_another_device_is_refused_naming_the_right_communicator():
 def test_mpi_all_reduce_broadcast_and_allgather_over_two_ranks(mpirun, tmp_path):
     proc = mpirun([WORKER, "comm", str(tmp_path)], timeout=30)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(proc.stdout.split("\n")[:2]) == ["rank 0 of 2 comm ok", "rank 1 of 2 comm ok"]
+    assert "rank 0 of 2 comm ok" in proc.stdout and "rank 1 of 2 comm ok" in proc.stdout  # (lines may interleave)
