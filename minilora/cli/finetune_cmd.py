@@ -91,11 +91,14 @@ def run(args: argparse.Namespace) -> int:
                           eval_interval=args.eval_interval, weight_decay=variant.weight_decay, seed=args.seed,
                           device=args.device, progress=args.progress,
                           gradient_checkpointing=args.gradient_checkpointing, precision=args.precision)  # fmt: skip
-        taken = config.num_virtual_tokens if method.prepends_tokens else 0  # the soft prompt's positions
-        if taken >= model.config.block_size:
-            raise ValueError(f"--virtual-tokens {taken} must be smaller than the base model's block "
-                             f"size {model.config.block_size} (the soft prompt takes that many positions)")
-        window = model.config.block_size - taken
+        virtual = getattr(config, "num_virtual_tokens", 0)
+        # positions the soft prompt takes (prompt tuning), or the prefix under a family that places it (Llama)
+        taken = virtual if method.prepends_tokens else model.position_offset(virtual)
+        if taken >= model.max_positions:
+            raise ValueError(f"--virtual-tokens {taken} must be smaller than the base model's "
+                             f"{model.max_positions_field} {model.max_positions} (the virtual tokens take that many "
+                             "positions)")
+        window = model.max_positions - taken
         data = load_data(args, tokenizer, window, cfg)
         if data.kind == "classify":
             model, config = classifier(model, config, len(data.labels), args.seed)

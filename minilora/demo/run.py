@@ -37,6 +37,7 @@ from minilora.demo.report import (
     result_dicts,
     write_csv,
 )
+from minilora.models import family_of
 from minilora.train.completion import CompletionTask
 
 
@@ -88,8 +89,9 @@ def domain_data(cfg: DemoConfig, tokenizer: Any) -> DomainData:
 def parameter_arithmetic(model: Any, r: int = 8) -> list[str]:
     """The seed's arithmetic (d = k = 4096, r = 8) and the same figures for ``model``'s LoRA targets."""
     lines = describe(lora_counts(4096, 4096, r)).splitlines()
-    lines += ["", f"the demo's model, LoRA r={r} on c_attn (what the lora, qlora and dora rows train):"]
-    lines += table_lines(layer_table(model, ("c_attn",), r), model.num_parameters())
+    targets = family_of(model).lora_targets
+    lines += ["", f"the demo's model, LoRA r={r} on {', '.join(targets)} (what the lora, qlora and dora rows train):"]
+    lines += table_lines(layer_table(model, targets, r), model.num_parameters())
     lines += ["", f"and if LoRA targeted every Linear (target_modules='all-linear'), r={r}:"]
     lines += table_lines(layer_table(model, "all-linear", r), model.num_parameters())
     return lines
@@ -139,7 +141,6 @@ def finetune(
     name: str, cfg: DemoConfig, base: Pretrained, base_state: dict[str, Any], data: DomainData
 ) -> MethodResult:
     """Fine-tune a fresh copy of the base with method ``name``; save its adapter; measure everything."""
-    from minilora.models import family_of  # noqa: PLC0415
     from minilora.peft import get_peft_model  # noqa: PLC0415
     from minilora.train import TrainConfig, Trainer  # noqa: PLC0415
 

@@ -17,6 +17,8 @@ GPT2 = register(
         ia3_targets=("c_attn", "mlp.c_proj"),
         ia3_feedforward=("mlp.c_proj",),
         ia3_fused_kv=("c_attn",),
+        hf_conv1d=("c_attn", "c_proj", "c_fc"),
+        tied_weights=lambda config: (("transformer.wte.weight", "lm_head.weight"),),
         adapter_sites={"attn": r"(.*\.)?h\.\d+\.attn", "mlp": r"(.*\.)?h\.\d+\.mlp"},
         embed_path="transformer.wte",
     )

@@ -19,6 +19,9 @@ _PEFT_FACTS = {
     "adapter_sites": {"attn": r"(.*\.)?layers\.\d+\.self_attn", "mlp": r"(.*\.)?layers\.\d+\.mlp"},
     "embed_path": "model.embed_tokens",
     "hf_module": "minilora.hf.llama",
+    "tied_weights": lambda config: (
+        (("model.embed_tokens.weight", "lm_head.weight"),) if config.get("tie_word_embeddings") else ()
+    ),
 }
 
 LLAMA = register(Family(name="llama", config_cls=LlamaConfig, lm_cls=LlamaForCausalLM,

@@ -11,6 +11,8 @@ its Hugging Face converter (a module with ``from_pretrained(folder)`` and
 - ``ia3_fused_kv``: projections whose output is [q | k | v] side by side (IA3 scales k and v only);
 - ``adapter_sites``: for "attn" and "mlp", a regex matching the sublayer paths a bottleneck adapter wraps;
 - ``embed_path``: the token embedding (prompt tuning's text init reads it);
+- ``tied_weights(config_dict)``: state-dict names that are one Parameter (checkpoints check they agree);
+- ``hf_conv1d``: modules transformers stores as Conv1D (weight (in, out); PEFT's fan_in_fan_out);
 - ``num_kv_heads(config)`` / ``head_dim(config)``: the key/value heads and their width (prefix tuning).
 
 Everything that varies with the architecture (checkpoints, the command line, PEFT,
@@ -27,6 +29,10 @@ from typing import Any
 
 def _kv_heads(config: Any) -> int:
     return int(getattr(config, "n_kv_head", config.n_head))
+
+
+def _untied(config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return ()
 
 
 def _head_dim(config: Any) -> int:
@@ -49,6 +55,8 @@ class Family:
     adapter_sites: dict[str, str]  # "attn" / "mlp" -> regex over module paths
     embed_path: str
     ia3_fused_kv: tuple[str, ...] = ()
+    hf_conv1d: tuple[str, ...] = ()  # modules transformers stores as Conv1D, weight (in, out): PEFT's fan_in_fan_out
+    tied_weights: Callable[[dict[str, Any]], tuple[tuple[str, str], ...]] = _untied  # config dict -> name pairs
     num_kv_heads: Callable[[Any], int] = _kv_heads
     head_dim: Callable[[Any], int] = _head_dim
 

@@ -17,13 +17,15 @@ A PEFT LoRA adapter is a folder with two files:
       base_model.model.score.weight                                        [modules_to_save=["score"]]
 
   lora_A and lora_B are torch.nn.Linear layers, so their weights are (r, in) and (out, r)
-  whatever the base layer is. GPT-2's c_attn/c_proj/c_fc are Conv1D layers, which store
-  their own weight as (in, out); ``fan_in_fan_out: true`` tells PEFT to transpose the
+  whatever the base layer is. Some families' projections are Conv1D layers in transformers
+  (GPT-2's, the registry's ``hf_conv1d``), which store their own weight as (in, out);
+  Llama's are nn.Linear. ``fan_in_fan_out: true`` tells PEFT to transpose the
   product B A when merging into such a weight. It does not change how A and B are
   stored, so minilora's A (r, in) and B (out, r) are written as they are.
 
-minilora's parameter names are GPT-2's (transformer.h.0.attn.c_attn.lora_A), so the
-mapping is the prefix ``base_model.model.`` and the ``.weight`` suffix.
+minilora's parameter names are transformers' (transformer.h.0.attn.c_attn.lora_A for GPT-2,
+model.layers.0.self_attn.q_proj.lora_A for Llama), so the mapping is the prefix
+``base_model.model.`` and the ``.weight`` suffix.
 """
 
 from __future__ import annotations
@@ -251,7 +253,7 @@ class LoraExchange:
             config,
             target_modules=peft_target_modules(lora_paths, [n for n, _ in candidate_modules(base)]),
             modules_to_save=save_paths,
-            fan_in_fan_out=conv1d_layout(lora_paths),
+            fan_in_fan_out=conv1d_layout(base, lora_paths),
             task_type=task_type(base),
             base_model_name_or_path=getattr(base, "name_or_path", None),
         )
@@ -275,9 +277,9 @@ class LoraExchange:
         return config, state
 
 
-def conv1d_layout(paths: list[str]) -> bool:
-    """PEFT's fan_in_fan_out: true when an adapted layer is a transformers Conv1D (GPT-2's projections)."""
-    return any(p.rpartition(".")[2] not in HF_LINEAR for p in paths)
+def conv1d_layout(base: Any, paths: list[str]) -> bool:
+    """PEFT's fan_in_fan_out: true when an adapted layer is a transformers Conv1D (the family's hf_conv1d)."""
+    return any(p.rpartition(".")[2] in family_of(base).hf_conv1d for p in paths)
 
 
 def task_type(base: Any) -> str:

@@ -32,7 +32,6 @@ from minilora.io import ArchiveError, atomic_write_npz, check_header, nonfinite_
 
 FORMAT = "minilora-checkpoint"
 VERSION = 1
-TIED = (("transformer.wte.weight", "lm_head.weight"),)  # copies that must agree when a file holds both
 
 
 class NonFiniteCheckpointError(ValueError):
@@ -149,10 +148,8 @@ class Checkpoint:
     @property
     def family(self) -> Any:
         """The model's Family (minilora.models); checkpoints written before families were recorded are GPT-2."""
-        from minilora.models import get_family  # noqa: PLC0415
-
         try:
-            return get_family(self.meta.get("family") or "gpt2")
+            return _family_named(self.meta.get("family"))
         except ValueError as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
 
@@ -249,11 +246,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if bad:
         raise CheckpointError(f"{path}: non-finite values (NaN/Inf) in {', '.join(bad)}; this checkpoint cannot "
                               "be used (an earlier one, or a lower learning rate, may)")
-    for a, b in TIED:
+    try:
+        tied = _family_named(meta.get("family")).tied_weights(meta.get("model_config") or {})
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    for a, b in tied:  # copies that must agree when a file holds both
         if a in weights and b in weights and not np.array_equal(weights[a], weights[b]):
             raise CheckpointError(f"{path}: the tied weights {a} and {b} disagree (the file was edited or damaged)")
     optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
     return Checkpoint(path, meta, weights, optim)
+
+
+def _family_named(name: str | None) -> Any:
+    from minilora.models import get_family  # noqa: PLC0415
+
+    return get_family(name or "gpt2")  # files written before families were recorded are GPT-2
 
 
 def _config_dict(model: Any) -> dict[str, Any] | None:
