@@ -25,7 +25,7 @@ class GradBuckets:
     def __init__(self, params: Sequence[Any], comm: Any, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
         if cap_bytes < 1:
             raise ValueError(f"GradBuckets: cap_bytes must be >= 1, got {cap_bytes}")
-        self.comm, self.buckets = comm, []
+        self.comm, self.buckets, self.params = comm, [], list(params)
         current: list[Any] = []
         for p in params:
             size = int(p.data.size) * p.data.dtype.itemsize

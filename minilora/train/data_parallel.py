@@ -23,6 +23,8 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 from minilora import backend, distributed
 from minilora.distributed import DistributedError, GradBuckets
 from minilora.train.checkpoint import Checkpoint, CheckpointError
@@ -84,6 +86,7 @@ class DataParallel:
         self.batch_size = config.batch_size
         self.global_batch = config.global_batch_size or config.batch_size * self.size
         self.buckets: GradBuckets | None = None
+        self.optimizer: Any = None
 
     @property
     def bytes_per_step(self) -> int:
@@ -96,7 +99,8 @@ class DataParallel:
         ranks = f"{self.size} rank{'s' if self.size > 1 else ''}"
         return f"world {ranks} x batch {per_rank} = global batch {self.global_batch}"
 
-    def setup(self, model: Any, task: Any, config: Any, trainable: list[Any], tokenizer: Any = None) -> None:
+    def setup(self, model: Any, task: Any, config: Any, trainable: list[Any], tokenizer: Any = None,
+              optimizer: Any = None) -> None:
         """Compare fingerprints, split the task, broadcast rank 0's trainable parameters (collective)."""
         G, N = self.global_batch, self.size
         if N > 1:
@@ -123,15 +127,51 @@ class DataParallel:
         if N > 1:
             self.buckets = GradBuckets([p for _, p in trainable], self.comm)
             self.buckets.broadcast_data(root=0)
+            self.optimizer = optimizer
 
     def sync_gradients(self, loss_sum: Any) -> Any:
-        """Average the trainable gradients and the loss over the ranks (one all-reduce per bucket)."""
+        """Average the trainable gradients and the loss over the ranks: one all-reduce per flat buffer.
+
+        The buffers are the optimizer's own flat gradient arrays where it keeps them (``flat_grads``:
+        reduced in place, and its update reads them with no copy back), else GradBuckets'. A parameter
+        without a gradient counts as zeros, and is left without one when no rank had one (one process
+        would skip it in the update; zeros would still decay it).
+        """
         if self.buckets is None:
             return loss_sum
-        self.buckets.all_reduce_grads("mean")
+        params = self.buckets.params
+        had = [p.grad is not None for p in params]
+        for p, present in zip(params, had):
+            if not present:
+                p.grad = p.xp.zeros_like(p.data)
+        flats = self._optimizer_flats()
+        if flats is None:
+            self.buckets.all_reduce_grads("mean")
+        for flat in flats or ():
+            self.comm.all_reduce(flat, "mean")
+        # the loss and, per parameter, the share of ranks that had its gradient: one small all-reduce
         xp = backend.get_array_module(loss_sum)
-        loss = xp.asarray(loss_sum).reshape(1).copy()  # (1,)
-        return self.comm.all_reduce(loss, "mean").reshape(())
+        small = xp.concatenate([xp.asarray(loss_sum, dtype=xp.float64).reshape(1),
+                                backend.to_device(np.asarray(had, dtype=np.float64), self.comm.device)])  # (1 + P,)
+        self.comm.all_reduce(small, "mean")
+        if not all(had):  # host: read only where a gradient was missing here
+            shares = backend.to_host(small[1:])
+            for p, share in zip(params, shares):
+                if share == 0:
+                    p.grad = None
+        return small[0].astype(xp.asarray(loss_sum).dtype)
+
+    def _optimizer_flats(self) -> list[Any] | None:
+        """The optimizer's flat gradient array of each group with trainable parameters, or None where one cannot
+        be flat (mixed dtypes): structure alone decides, so every rank takes the same branch."""
+        flat_grads = getattr(self.optimizer, "flat_grads", None)
+        if flat_grads is None:
+            return None
+        groups = [i for i, g in enumerate(self.optimizer.param_groups) if any(p.requires_grad for p in g["params"])]
+        try:
+            return [flat_grads(i) for i in groups]
+        except ValueError:
+            return None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_meta(self) -> dict[str, Any]:

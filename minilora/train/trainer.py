@@ -165,7 +165,8 @@ class Trainer:
         # cut back by resume, then append), "live" (append), "held" (another run's log is there: keep the records
         # in memory until this run's first checkpoint replaces the folder)
         self._log_state = "fresh"
-        self.dp.setup(self.model, task, config, self._trainable, tokenizer)  # fingerprints, task split, broadcast
+        self.dp.setup(self.model, task, config, self._trainable, tokenizer, self.optimizer)  # several ranks: compare,
+        # split the task, broadcast (minilora.train.data_parallel)
         self.tokens_per_s = 0.0  # of the whole world, over the last fit()
 
     # ------------------------------------------------------------------ paths

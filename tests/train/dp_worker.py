@@ -35,6 +35,8 @@ def build(method: str, batch_size: int, out_dir: str | None, base_seed: int = 0,
     tokens = np.random.default_rng(123).integers(0, 17, size=2000)
     minilora.manual_seed(base_seed)
     model = nn.GPT(nn.GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)).double()
+    if method == "full":  # trainable but never used: no gradient, so one process leaves it alone (no decay either)
+        model.unused = nn.Parameter(np.ones((2, 2)))
     if method == "lora":
         minilora.manual_seed(distributed.rank() + 7)  # LoRA's A differs per rank until rank 0's is broadcast
         model = peft.get_peft_model(model, peft.LoraConfig(r=2, lora_alpha=4, target_modules=("c_attn",)))
