@@ -77,7 +77,7 @@ register(Method(
     ),
     docs="docs/methods/lora.md", mergeable=True, order=10,
     options=(
-        Option(("--rank",), "r", "rank r (LoRA default 8)", int),
+        Option(("--rank",), "r", "rank r (default: the method's; LoRA 8, VeRA 256)", int),
         Option(("--alpha",), "lora_alpha", "LoRA alpha; scaling alpha/r (default 16)", float),
         Option(("--dropout",), "lora_dropout", "dropout on the LoRA branch's input (default 0)", float),
         Option(("--rslora",), "use_rslora", "rank-stabilised scaling alpha/sqrt(r)", switch=True),
