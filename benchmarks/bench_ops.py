@@ -6,7 +6,9 @@ times the fused linear against raw NumPy GEMMs (forward + both backward GEMMs).
 
     .venv/bin/python benchmarks/bench_ops.py [--device cpu|cuda] [--repeats 5]
 
-Shape: GPT-medium-like, B 8, T 256, C 384, nh 6 (hs 64), vocab 256, float32.
+Shape: GPT-medium-like, B 8, T 256, C 384, nh 6 (hs 64), vocab 256, float32. Grouped-query attention:
+the same q with nkv 2 key/value heads, "unfused" = repeating k and v to 6 heads (transformers' repeat_kv)
+before the fused attention; RoPE and SwiGLU against their composition from Tensor ops.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from tqdm import tqdm
 import minilora as ml
 from minilora import F, backend
 from minilora.nn import GPT, GPTConfig
+from minilora.ops.rope import rope_cos_sin
 
 B, T, C, NH, V = 8, 256, 384, 6, 256
+NKV = 2  # key/value heads of the grouped-query attention row
 
 
 VOCAB = 65  # the character vocabulary of the benchmark GPTs (bench_gpt, bench_peft, run)
@@ -107,6 +111,21 @@ def gelu_unfused(x: ml.Tensor) -> ml.Tensor:
     return 0.5 * x * (1.0 + ((x + 0.044715 * x * x * x) * math.sqrt(2 / math.pi)).tanh())
 
 
+def rope_unfused(x: ml.Tensor, cos: object, sin: object) -> ml.Tensor:
+    h = x.shape[-1] // 2
+    return x * cos + F.concat([-x[..., h:], x[..., :h]], axis=-1) * sin  # x cos + rotate_half(x) sin
+
+
+def repeat_kv(a: ml.Tensor, g: int) -> ml.Tensor:
+    """(B, nkv, T, hs) -> (B, nkv * g, T, hs) as transformers' repeat_kv: g copies of each head."""
+    B, nkv, T, hs = a.shape
+    return F.stack([a] * g, axis=2).reshape(B, nkv * g, T, hs)
+
+
+def swiglu_unfused(gate: ml.Tensor, up: ml.Tensor) -> ml.Tensor:
+    return F.silu(gate) * up
+
+
 def attention_unfused(q: ml.Tensor, k: ml.Tensor, v: ml.Tensor, above: object) -> ml.Tensor:
     att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(q.shape[-1]))
     att = F.masked_fill(att, above, -math.inf)
@@ -128,11 +147,19 @@ def main() -> None:
         return ml.tensor(rng.standard_normal(shape).astype(np.float32), device=dev, requires_grad=grad)
 
     x, w, b = t(B, T, C), t(C), t(C)
-    h = t(B, T, 4 * C)
+    h, h2 = t(B, T, 4 * C), t(B, T, 4 * C)
     logits = t(B, T, V)
     targets = backend.to_device(rng.integers(0, V, (B, T)), dev)
     q, k, v = t(B, NH, T, C // NH), t(B, NH, T, C // NH), t(B, NH, T, C // NH)
     above = backend.to_device(np.triu(np.ones((T, T), bool), 1), dev)
+    kg, vg = t(B, NKV, T, C // NH), t(B, NKV, T, C // NH)
+    cos, sin = rope_cos_sin(xp, xp.arange(T), C // NH, 10000.0, np.float32)
+
+    def gqa(a: ml.Tensor, c: ml.Tensor, d: ml.Tensor) -> ml.Tensor:
+        return F.scaled_dot_product_attention(a, c, d, causal=True)
+
+    def gqa_repeated(a: ml.Tensor, c: ml.Tensor, d: ml.Tensor) -> ml.Tensor:
+        return F.scaled_dot_product_attention(a, repeat_kv(c, NH // NKV), repeat_kv(d, NH // NKV), causal=True)
 
     pairs = {
         "layer_norm": (fwd_bwd(F.layer_norm, x, w, b), fwd_bwd(layer_norm_unfused, x, w, b)),
@@ -142,6 +169,10 @@ def main() -> None:
         "attention (causal)": (fwd_bwd(lambda a, c, d: F.scaled_dot_product_attention(a, c, d, causal=True), q, k, v),
                                fwd_bwd(lambda a, c, d: attention_unfused(a, c, d, above), q, k, v)),
         "gelu (tanh)": (fwd_bwd(F.gelu, h), fwd_bwd(gelu_unfused, h)),
+        f"gqa ({NH} on {NKV}, causal)": (fwd_bwd(gqa, q, kg, vg), fwd_bwd(gqa_repeated, q, kg, vg)),
+        "rope (q)": (fwd_bwd(lambda a: F.rotary_embedding(a, cos, sin), q),
+                     fwd_bwd(lambda a: rope_unfused(a, cos, sin), q)),
+        "swiglu": (fwd_bwd(F.swiglu, h, h2), fwd_bwd(swiglu_unfused, h, h2)),
     }
     rows = []
     for name, (fused, unfused) in tqdm(pairs.items(), desc="fused vs unfused", leave=False):
@@ -162,9 +193,9 @@ def main() -> None:
     t_raw, t_lin, t_lin_frozen = timed([raw, fwd_bwd(F.linear, xl, wl, bl), frozen], args.repeats * 4, sync)
 
     print(f"device {dev}, float32, B {B} T {T} C {C} nh {NH} vocab {V}; best of {args.repeats}, forward+backward")
-    print(f"{'op':<20} {'fused ms':>9} {'unfused ms':>11} {'unfused/fused':>14}")
+    print(f"{'op':<22} {'fused ms':>9} {'unfused ms':>11} {'unfused/fused':>14}")
     for name, tf, tu, r in rows:
-        print(f"{name:<20} {tf:9.2f} {tu:11.2f} {r:13.2f}x")
+        print(f"{name:<22} {tf:9.2f} {tu:11.2f} {r:13.2f}x")
     print(f"\nlinear 1024x1024 (x {n}x{d}, bias), forward + g_x + g_W + g_b: {t_lin * 1e3:.2f} ms; "
           f"raw 3 GEMMs {t_raw * 1e3:.2f} ms -> {t_raw / t_lin:.1%} of raw GEMM throughput")
     print(f"linear with frozen weight and bias (LoRA's W0): {t_lin_frozen * 1e3:.2f} ms "

@@ -11,7 +11,7 @@ from minilora.ops.loss import CrossEntropy, cross_entropy
 from minilora.ops.math import Exp, Log, MaskedFill, ReLU, Sigmoid, Sqrt, Tanh, Where, masked_fill, where
 from minilora.ops.normalization import LayerNorm, RMSNorm, layer_norm, rms_norm
 from minilora.ops.reduction import Max, Mean, Sum
-from minilora.ops.rope import RotaryEmbedding, rope_cos_sin, rotary_embedding
+from minilora.ops.rope import RotaryEmbedding, rope_cos_sin, rope_inv_freq, rotary_embedding
 from minilora.ops.self_attention import SelfAttentionQKV, self_attention
 from minilora.ops.shape import Cast, Concat, GetItem, Reshape, Stack, Transpose, concat, split, stack
 from minilora.ops.softmax import LogSoftmax, Softmax, log_softmax, softmax
@@ -26,5 +26,5 @@ __all__ = [
     "LayerNorm", "RMSNorm", "layer_norm", "rms_norm", "LogSoftmax", "Softmax", "log_softmax", "softmax",
     "CrossEntropy", "cross_entropy", "Dropout", "dropout", "ScaledDotProductAttention",
     "scaled_dot_product_attention", "SelfAttentionQKV", "self_attention",
-    "RotaryEmbedding", "rope_cos_sin", "rotary_embedding",
+    "RotaryEmbedding", "rope_cos_sin", "rope_inv_freq", "rotary_embedding",
 ]

@@ -26,6 +26,18 @@ if TYPE_CHECKING:
     from minilora.tensor import Tensor
 
 
+def rope_inv_freq(xp: Any, head_dim: int, theta: float = 10000.0, angle_dtype: Any = np.float32) -> Any:
+    """inv_freq[i] = 1 / theta^(2i / head_dim), i in [0, head_dim / 2), as transformers computes it in float32.
+
+    The exponent 2i/d and the reciprocal are float32 operations as in torch; the power is taken in float64 and
+    rounded (correctly rounded), which is torch's float32 pow bit for bit in all but rare cases of one ulp (0 of
+    the 8, 32, 64 values for head_dim 16, 64 and 128 with theta 1e4 or 5e5; 1 of 64 for 128 with theta 1e6).
+    """
+    angle_dtype = np.dtype(angle_dtype)
+    exponent = xp.arange(0, head_dim, 2, dtype=angle_dtype) / angle_dtype.type(head_dim)  # (d/2,) 2i/d
+    return xp.asarray(1.0, dtype=angle_dtype) / (theta ** exponent.astype(np.float64)).astype(angle_dtype)
+
+
 def rope_cos_sin(
     xp: Any, positions: Any, head_dim: int, theta: float = 10000.0, dtype: Any = np.float32, angle_dtype: Any = None
 ) -> tuple[Any, Any]:
@@ -34,11 +46,11 @@ def rope_cos_sin(
     positions: integer positions on ``xp``'s device (an offset for a KV cache or prefix is just in them).
     angle_dtype: the precision of the angles. None (the default) takes float32 unless ``dtype`` is float64.
     In float32 the numbers are Hugging Face's (transformers computes inv_freq and pos * inv_freq in float32):
-    inv_freq is bit-identical to torch's (the power is taken in float64, rounded to float32, then 1/x in
-    float32, which is what torch's correctly rounded float32 pow gives) and so is the product; cos and sin are
+    inv_freq (rope_inv_freq) is torch's bit for bit (or one ulp, rarely) and so is the product; cos and sin are
     evaluated in float64 and rounded, so each is the correctly rounded float32 value, where torch's vectorised
     float32 cos/sin is off by one unit in the last place for ~5% of entries (|diff| <= 6e-8). A float64 model
-    gets float64 angles: exact math, ~1e-8 away from transformers' float32 angles.
+    gets float64 angles: exact math (transformers' float64 model keeps float32 angles, off by ~6e-8 relative,
+    i.e. 5e-4 rad at position 8191); pass angle_dtype=np.float32 to reproduce those.
     """
     if head_dim % 2 or head_dim <= 0:
         raise ValueError(f"rope_cos_sin: head_dim must be a positive even number, got {head_dim}")
@@ -49,8 +61,7 @@ def rope_cos_sin(
     positions = xp.asarray(positions)
     if positions.dtype.kind not in "iu":
         raise TypeError(f"rope_cos_sin: positions must be integers, got dtype {positions.dtype}")
-    exponent = xp.arange(0, head_dim, 2, dtype=angle_dtype) / angle_dtype.type(head_dim)  # (d/2,) 2i/d
-    inv_freq = xp.asarray(1.0, dtype=angle_dtype) / (theta ** exponent.astype(np.float64)).astype(angle_dtype)
+    inv_freq = rope_inv_freq(xp, head_dim, theta, angle_dtype)  # (d/2,)
     freqs = positions[..., None].astype(angle_dtype) * inv_freq  # (..., T, d/2)
     emb = xp.concatenate([freqs, freqs], axis=-1).astype(np.float64)  # (..., T, d)
     return xp.cos(emb).astype(dtype), xp.sin(emb).astype(dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -209,6 +211,18 @@ def test_grouped_query_dropout_matches_repeated_heads(device, rng):
     ml.manual_seed(0)
     want = F.scaled_dot_product_attention(ts[0], *rep, causal=True, dropout_p=0.4).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_grouped_query_against_torch(device):
+    # torch's scaled_dot_product_attention on transformers' repeat_kv(k), repeat_kv(v), float64 (made by
+    # tests/ops/fixtures/make_rope_gqa.py): 8 query heads on 2 kv heads, end-aligned causal mask, left padding
+    ref = np.load(pathlib.Path(__file__).parent / "fixtures" / "rope_gqa_torch.npz")
+    ts = [ml.tensor(ref[f"gqa_{n}"], device=device, requires_grad=True) for n in "qkv"]
+    out = F.scaled_dot_product_attention(*ts, mask=ml.tensor(ref["gqa_keys"], device=device), causal=True)
+    out.backward(ml.tensor(ref["gqa_g_out"], device=device))
+    np.testing.assert_allclose(out.numpy(), ref["gqa_out"], rtol=1e-9, atol=1e-12)
+    for t, n in zip(ts, ("g_q", "g_k", "g_v")):
+        np.testing.assert_allclose(ml.backend.to_host(t.grad), ref[f"gqa_{n}"], rtol=1e-9, atol=1e-12)
 
 
 def test_grouped_query_errors(device):

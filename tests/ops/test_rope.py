@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
 import minilora as ml
 from minilora import F, backend
 from minilora.gradcheck import check_grad
-from minilora.ops.rope import rope_cos_sin
+from minilora.ops.rope import rope_cos_sin, rope_inv_freq
+
+TORCH = np.load(pathlib.Path(__file__).parent / "fixtures" / "rope_gqa_torch.npz")  # made by fixtures/make_rope_gqa.py
 
 
 def rope_ref(x, positions, theta=10000.0):
@@ -81,6 +85,15 @@ def test_float32_angles_are_huggingfaces():
     assert 1e-6 < err < 2e-3  # float32 angles: large positions carry the float32 rounding of pos * inv_freq
     c64, _ = rope_cos_sin(np, np.arange(4096), 64, 10000.0, np.float64)
     np.testing.assert_allclose(c64[:, :32], exact, atol=1e-9)  # a float64 model gets float64 angles
+
+
+def test_against_transformers(device):
+    # LlamaRotaryEmbedding's float32 numbers (torch 2.13, transformers 5.24) for head_dim 16, theta 1e4
+    xp = backend.module_for(device)
+    np.testing.assert_array_equal(backend.to_host(rope_inv_freq(xp, 16, 10000.0)), TORCH["rope16_inv_freq"])
+    cos, sin = rope_cos_sin(xp, backend.to_device(TORCH["rope16_positions"], device), 16, 10000.0, np.float32)
+    for mine, theirs in ((cos, TORCH["rope16_cos"]), (sin, TORCH["rope16_sin"])):
+        assert np.abs(backend.to_host(mine) - theirs).max() <= 6e-8  # one float32 ulp: torch's cos is not exact
 
 
 def test_dtype_and_frozen_input(device, rng):
