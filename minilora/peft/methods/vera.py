@@ -268,7 +268,8 @@ class VeraExchange:
             tensors[key] = np.ascontiguousarray(a, dtype=np.float32)
         base = model.base_model
         hf = {f: getattr(config, f) for f in VeraExchange.FIELDS}
-        hf.update(peft_type="VERA", task_type=task_type(base), fan_in_fan_out=conv1d_layout(paths), init_weights=True,
+        hf.update(peft_type="VERA", task_type=task_type(base), fan_in_fan_out=conv1d_layout(base, paths),
+                  init_weights=True,
                   target_modules=peft_target_modules(paths, [n for n, _ in candidate_modules(base)]),
                   modules_to_save=None, layers_pattern=None, layers_to_transform=None, inference_mode=True,
                   base_model_name_or_path=getattr(base, "name_or_path", None), revision=None)  # fmt: skip
