@@ -30,6 +30,8 @@ def add_parser(sub: Any, name: str) -> None:
     p.add_argument("--domain", default=_DEFAULTS.domain, choices=domains,
                    help=f"the fine-tuning corpus (default {_DEFAULTS.domain})")
     p.add_argument("--out", default=_DEFAULTS.out_dir, help=f"output folder (default {_DEFAULTS.out_dir})")
+    p.add_argument("--family", default=_DEFAULTS.family, help="the base model's family: gpt2 (default), llama or "
+                   "qwen2 (the same sizes; see minilora.models)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu (NumPy) or cuda (CuPy)")
     p.add_argument("--cache-dir", default=None, help="where the pre-trained base is cached "
                    "(default $MINILORA_CACHE or ~/.cache/minilora)")
@@ -49,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     from minilora.demo import default_cache_dir, parse_methods  # noqa: PLC0415
 
     explicit = {
-        "out_dir": args.out, "device": args.device, "seed": args.seed, "domain": args.domain,
+        "out_dir": args.out, "device": args.device, "family": args.family, "seed": args.seed, "domain": args.domain,
         "progress": not args.no_progress,
         "cache_dir": None if args.no_cache else (args.cache_dir or default_cache_dir()),
     }

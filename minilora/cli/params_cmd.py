@@ -20,11 +20,12 @@ def add_parser(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minilora import nn  # noqa: PLC0415
     from minilora.analysis.params import describe, layer_table, lora_counts, table_lines  # noqa: PLC0415
     from minilora.cli import CLIError  # noqa: PLC0415
     from minilora.data import CharTokenizer  # noqa: PLC0415
     from minilora.demo import DemoConfig  # noqa: PLC0415
+    from minilora.models import get_family  # noqa: PLC0415
+    from minilora.nn import skip_init  # noqa: PLC0415
 
     d = 4096 if args.d is None else args.d
     k = d if args.k is None else args.k
@@ -35,11 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.d is not None or args.k is not None:
         return 0
     cfg = DemoConfig(cache_dir=None)
-    model = nn.GPT(nn.GPTConfig(CharTokenizer.default().vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head,
-                                cfg.n_embd))
-    print(f"\nthe demo's model (GPT n_layer={cfg.n_layer}, n_embd={cfg.n_embd}, {model.num_parameters():,} "
-          f"parameters), LoRA r={args.r} on c_attn as in 'minilora demo':")
-    print("\n".join(table_lines(layer_table(model, ("c_attn",), args.r), model.num_parameters())))
+    family = get_family(cfg.family)
+    with skip_init():  # only the shapes are counted
+        model = family.build(family.sized_config(CharTokenizer.default().vocab_size, cfg.n_layer, cfg.n_head,
+                                                 cfg.n_embd, cfg.block_size))
+    targets = family.lora_targets
+    print(f"\nthe demo's model ({type(model).__name__} n_layer={cfg.n_layer}, n_embd={cfg.n_embd}, "
+          f"{model.num_parameters():,} parameters), LoRA r={args.r} on {', '.join(targets)} as in 'minilora demo':")
+    print("\n".join(table_lines(layer_table(model, targets, args.r), model.num_parameters())))
     print(f"\nthe same model with LoRA on every Linear (target_modules='all-linear'), r={args.r}:")
     print("\n".join(table_lines(layer_table(model, "all-linear", args.r), model.num_parameters())))
     return 0

@@ -1,4 +1,4 @@
-"""``minilora pretrain``: train a small GPT from scratch on a built-in corpus or a text file.
+"""``minilora pretrain``: train a small GPT (or ``--family llama`` / ``qwen2``) from scratch on a corpus or a file.
 
 Options come from defaults, then ``--config file.json`` (keys as the flags, with
 underscores), then the flags given on the command line. The defaults train a
@@ -18,14 +18,19 @@ from typing import Any
 
 from minilora.cli.ckpt_helpers import check_device, check_out_dir
 
-MODEL_DEFAULTS: dict[str, Any] = {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "dropout": 0.0,
-                                  "bias": True}
+MODEL_DEFAULTS: dict[str, Any] = {"family": "gpt2", "n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64,
+                                  "dropout": 0.0, "bias": True, "n_kv_head": None, "intermediate_size": None}
+SIZES = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "n_kv_head", "intermediate_size")
 DATA_DEFAULTS: dict[str, Any] = {"corpus": "english", "text_file": None, "corpus_size": None, "corpus_seed": 0,
                                  "val_fraction": 0.1}
 TRAIN_OVERRIDES: dict[str, Any] = {"out_dir": os.path.join("runs", "pretrain"), "max_steps": 600, "batch_size": 16,
                                    "lr": 6e-3, "warmup_steps": 30, "eval_interval": 100}
 
 HELP = {
+    "family": "model family: gpt2, llama or qwen2 (minilora.models.families())",
+    "n_kv_head": "key/value heads, dividing n_head (Llama/Qwen2 grouped-query attention; unset: n_head)",
+    "intermediate_size": "MLP width (unset: the family's, GPT-2 4 n_embd, Llama 8/3 n_embd)",
+    "bias": "biases in the Linear layers and LayerNorms (GPT-2 only)",
     "n_layer": "transformer blocks", "n_head": "attention heads", "n_embd": "embedding width",
     "block_size": "context length in characters", "dropout": "dropout probability",
     "corpus": "built-in corpus (minilora.data.list_corpora())", "text_file": "train on your own UTF-8 text file",
@@ -54,7 +59,7 @@ def _all_defaults() -> dict[str, Any]:
 def _kind(key: str, default: Any) -> Any:
     """The type of an option, from its default (an int default admits floats where the field is a float)."""
     if default is None:
-        return int if key == "corpus_size" else str
+        return int if key in ("corpus_size", "n_kv_head", "intermediate_size") else str
     return type(default)
 
 
@@ -75,7 +80,7 @@ def _check_option(source: str, key: str, value: Any, default: Any) -> None:
 
 
 def add_parser(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help="pre-train a small GPT on a built-in corpus or your own text file",
+    p = sub.add_parser(name, help="pre-train a small GPT-2/Llama/Qwen2 on a built-in corpus or your own text file",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--config", metavar="FILE.json", help="JSON file of options (flags given here win)")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.npz if it exists")
@@ -118,9 +123,10 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minilora import backend, nn  # noqa: PLC0415
+    from minilora import backend  # noqa: PLC0415
     from minilora.cli import CLIError  # noqa: PLC0415
     from minilora.data import CharTokenizer, get_corpus, load_text_corpus, train_val_split  # noqa: PLC0415
+    from minilora.models import get_family  # noqa: PLC0415
     from minilora.train import CheckpointError, LMTask, TrainConfig, Trainer  # noqa: PLC0415
 
     opts = resolve_options(args)
@@ -130,15 +136,17 @@ def run(args: argparse.Namespace) -> int:
         corpus = (load_text_corpus(opts["text_file"]) if opts["text_file"]
                   else get_corpus(opts["corpus"], n=opts["corpus_size"], seed=opts["corpus_seed"]))
         tokenizer = CharTokenizer.from_text(corpus.text)
-        model_cfg = nn.GPTConfig(vocab_size=tokenizer.vocab_size, **{k: opts[k] for k in MODEL_DEFAULTS})
+        family = get_family(opts["family"])
+        model_cfg = family.sized_config(tokenizer.vocab_size, **{k: opts[k] for k in SIZES},
+                                        bias=opts["bias"] if family.name == "gpt2" else None)
         train_tokens, val_tokens = train_val_split(tokenizer.encode(corpus.text), opts["val_fraction"])
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
 
     backend.manual_seed(train_cfg.seed)
-    model = nn.GPT(model_cfg)
+    model = family.build(model_cfg)
     try:
-        task = LMTask(train_tokens, val_tokens, model_cfg.block_size, train_cfg.batch_size, seed=train_cfg.seed,
+        task = LMTask(train_tokens, val_tokens, model.max_positions, train_cfg.batch_size, seed=train_cfg.seed,
                       device=train_cfg.device, eval_batches=train_cfg.eval_batches)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
@@ -155,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
                          "config.json": json.dumps({**opts, "vocab_size": tokenizer.vocab_size}, indent=2)}
 
     n_params = model.num_parameters()
-    print(f"model: GPT n_layer={model_cfg.n_layer} n_head={model_cfg.n_head} n_embd={model_cfg.n_embd} "
-          f"block_size={model_cfg.block_size}, {n_params:,} parameters, device {train_cfg.device}")
+    print(f"model: {type(model).__name__} n_layer={model_cfg.n_layer} n_head={model_cfg.n_head} "
+          f"n_embd={model_cfg.n_embd} block_size={model.max_positions}, {n_params:,} parameters, "
+          f"device {train_cfg.device}")
     print(f"data: {corpus.name}, {len(train_tokens):,} training and {len(val_tokens):,} validation characters "
           f"(vocabulary {tokenizer.vocab_size})")
     t0 = time.perf_counter()

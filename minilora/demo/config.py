@@ -25,7 +25,8 @@ class DemoConfig:
     prefix and prompt tuning's virtual tokens fit in the context like everyone else's data.
     """
 
-    # the model (a 4-layer GPT, nanoGPT's "baby" width)
+    # the model (a 4-layer GPT, nanoGPT's "baby" width; family "llama" or "qwen2": the same sizes, MLP 8/3 wide)
+    family: str = "gpt2"
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -62,6 +63,9 @@ class DemoConfig:
         if self.block_size <= VIRTUAL_TOKENS + 1:
             raise ValueError(f"DemoConfig: block_size must exceed {VIRTUAL_TOKENS + 1} "
                              f"(prefix/prompt tuning use {VIRTUAL_TOKENS} positions), got {self.block_size}")
+        from minilora.models import get_family  # noqa: PLC0415
+
+        get_family(self.family)  # an unknown family: one line listing the registered ones
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"DemoConfig: device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -86,8 +90,9 @@ class DemoConfig:
         settings.update(overrides)
         return cls(**settings)
 
-    def model_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("n_layer", "n_head", "n_embd", "block_size")}
+    def model_dict(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {k: getattr(self, k) for k in ("n_layer", "n_head", "n_embd", "block_size")}
+        return sizes if self.family == "gpt2" else {"family": self.family, **sizes}  # GPT-2's cache keys unchanged
 
     def pretrain_dict(self) -> dict[str, Any]:
         """What the pre-trained model depends on (with the code version, the key of its cache entry)."""

@@ -79,16 +79,19 @@ def pretrained_base(cfg: DemoConfig, log: Any = print) -> Pretrained:
 
 
 def _pretrain(cfg: DemoConfig, path: str | None, log: Any) -> Pretrained:
-    from minilora import nn  # noqa: PLC0415
     from minilora.data import PRETRAIN_CORPUS, CharTokenizer, get_corpus, train_val_split  # noqa: PLC0415
+    from minilora.models import get_family  # noqa: PLC0415
     from minilora.train import LMTask, TrainConfig, Trainer, save_checkpoint  # noqa: PLC0415
 
     tokenizer = CharTokenizer.default()
     corpus = get_corpus(PRETRAIN_CORPUS, n=cfg.pretrain_corpus_size, seed=0)
     train_tokens, val_tokens = train_val_split(tokenizer.encode(corpus.text), 0.1)
     backend.manual_seed(cfg.seed)
-    model = nn.GPT(nn.GPTConfig(tokenizer.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd))
-    log(f"pre-training a GPT ({model.num_parameters():,} parameters: n_layer={cfg.n_layer}, n_head={cfg.n_head}, "
+    family = get_family(cfg.family)
+    model = family.build(family.sized_config(tokenizer.vocab_size, cfg.n_layer, cfg.n_head, cfg.n_embd,
+                                             cfg.block_size))
+    log(f"pre-training a {type(model).__name__} ({model.num_parameters():,} parameters: n_layer={cfg.n_layer}, "
+        f"n_head={cfg.n_head}, "
         f"n_embd={cfg.n_embd}, block_size={cfg.block_size}) on '{PRETRAIN_CORPUS}' "
         f"({len(train_tokens):,} characters) for {cfg.pretrain_steps} steps"
         + (f"; it will be cached in {path}" if path else ""))

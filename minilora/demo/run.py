@@ -37,7 +37,7 @@ from minilora.demo.report import (
     result_dicts,
     write_csv,
 )
-from minilora.models import family_of
+from minilora.models import family_of, get_family
 from minilora.train.completion import CompletionTask
 
 
@@ -173,11 +173,16 @@ def finetune(
     )
 
 
+def _model_name(cfg: DemoConfig) -> str:
+    return get_family(cfg.family).lm_cls.__name__
+
+
 def header_lines(res: DemoResult) -> list[str]:
     cfg = res.config
     acc = f"; exact-match accuracy {100 * res.base_accuracy:.1f}%" if not math.isnan(res.base_accuracy) else ""
     return [
-        f"Base: GPT n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, block_size={cfg.block_size}, "
+        f"Base: {_model_name(cfg)} n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, "
+        f"block_size={cfg.block_size}, "
         f"pre-trained {cfg.pretrain_steps} steps on 'english' (val loss {res.pretrain_val_loss:.4f}). "
         f"Fine-tuned on '{cfg.domain}' for {cfg.steps} steps of {cfg.batch_size} examples "
         f"(device {cfg.device}); the base there: val loss {res.base_val_loss:.4f}{acc}.",
@@ -208,7 +213,8 @@ def write_outputs(res: DemoResult, data: DomainData, log: Any) -> dict[str, str]
             "pretrain_val_loss": res.pretrain_val_loss, "pretrain_seconds": res.pretrain_seconds,
             "pretrain_cached": res.pretrain_cached, "seconds": res.seconds, "results": result_dicts(res.results),
         }, f, indent=1, allow_nan=True)
-    title = (f"minilora demo: fine-tuning a {res.config.n_layer}-layer GPT on '{res.config.domain}' "
+    title = (f"minilora demo: fine-tuning a {res.config.n_layer}-layer {_model_name(res.config)} on "
+             f"'{res.config.domain}' "
              f"({res.config.steps} steps, same budget per method)")
     plotted = plot_curves(files["loss_curves.png"], res.results, title)
     if not plotted:

@@ -13,7 +13,8 @@ its Hugging Face converter (a module with ``from_pretrained(folder)`` and
 - ``embed_path``: the token embedding (prompt tuning's text init reads it);
 - ``tied_weights(config_dict)``: state-dict names that are one Parameter (checkpoints check they agree);
 - ``hf_conv1d``: modules transformers stores as Conv1D (weight (in, out); PEFT's fan_in_fan_out);
-- ``num_kv_heads(config)`` / ``head_dim(config)``: the key/value heads and their width (prefix tuning).
+- ``num_kv_heads(config)`` / ``head_dim(config)``: the key/value heads and their width (prefix tuning);
+- ``sized``: builds a config from generic sizes (``sized_config``: ``minilora pretrain --family``, the demo).
 
 Everything that varies with the architecture (checkpoints, the command line, PEFT,
 analysis, the demo) asks ``family_of(model)`` instead of testing class names.
@@ -59,6 +60,7 @@ class Family:
     tied_weights: Callable[[dict[str, Any]], tuple[tuple[str, str], ...]] = _untied  # config dict -> name pairs
     num_kv_heads: Callable[[Any], int] = _kv_heads
     head_dim: Callable[[Any], int] = _head_dim
+    sized: Callable[..., Any] | None = None  # the generic sizes (see sized_config) -> this family's config
 
     @property
     def hf(self) -> Any:
@@ -78,6 +80,20 @@ class Family:
         if not isinstance(config, self.config_cls):
             raise TypeError(f"family {self.name!r}: expected a {self.config_cls.__name__}, got {type(config).__name__}")
         return self.lm_cls(config) if num_classes is None else self.classifier_cls(config, num_classes)
+
+    def sized_config(
+        self, vocab_size: int, n_layer: int, n_head: int, n_embd: int, block_size: int, dropout: float = 0.0,
+        n_kv_head: int | None = None, intermediate_size: int | None = None, bias: bool | None = None,
+    ) -> Any:
+        """A config of this family from the sizes every family has (pretrain's flags, the demo's settings).
+
+        n_kv_head (None: n_head) and intermediate_size (None: the family's rule, Llama's 8/3 n_embd
+        rounded to 8, GPT-2's 4 n_embd) apply where the family has them; asking for one it lacks is an error.
+        """
+        if self.sized is None:
+            raise ValueError(f"family {self.name!r} cannot be built from generic sizes")
+        return self.sized(vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                          dropout=dropout, n_kv_head=n_kv_head, intermediate_size=intermediate_size, bias=bias)
 
     def is_classifier(self, model: Any) -> bool:
         return isinstance(model, self.classifier_cls)

@@ -82,3 +82,28 @@ def test_classifier_checkpoint_refused_by_generate(tmp_path, cli_error):
     save_checkpoint(tmp_path / "clf.npz", nn.GPTForSequenceClassification(cfg, 2), tokenizer=CharTokenizer.default())
     line = cli_error(["generate", "--checkpoint", str(tmp_path / "clf.npz")])
     assert "GPTForSequenceClassification" in line
+
+
+@pytest.mark.parametrize("family, cls", [("llama", "LlamaForCausalLM"), ("qwen2", "Qwen2ForCausalLM")])
+def test_pretrain_finetune_generate_eval_on_the_llama_family(tmp_path, capsys, family, cls):
+    out = tmp_path / "pre"
+    assert main(["pretrain", *TINY, "--family", family, "--n-kv-head", "1", "--max-steps", "2", "--eval-interval",
+                 "0", "--out-dir", str(out)]) == 0
+    assert f"model: {cls} n_layer=1" in capsys.readouterr().out
+    ckpt = str(out / "ckpt.npz")
+    from minilora.train import load_checkpoint
+
+    assert load_checkpoint(ckpt).meta["family"] == family
+    for method in ("lora", "prefix"):
+        assert main(["finetune", "--method", method, "--base", ckpt, "--data", "arithmetic", "--steps", "1",
+                     "--batch-size", "2", "--eval-interval", "0", "--corpus-size", "40", "--virtual-tokens", "2",
+                     "--out", str(tmp_path / method), "--no-progress"]) == 0
+    assert main(["generate", "--checkpoint", ckpt, "--adapter", str(tmp_path / "lora"), "--prompt", "1+1=",
+                 "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("1+1=")
+    assert main(["eval", "--checkpoint", ckpt, "--corpus", "arithmetic", "--corpus-size", "40"]) == 0
+
+
+def test_unknown_family_and_gqa_mistakes(cli_error):
+    assert "unknown model family 'bert'" in cli_error(["pretrain", *TINY, "--family", "bert"])
+    assert "num_key_value_heads" in cli_error(["pretrain", *TINY, "--family", "llama", "--n-kv-head", "3"])
