@@ -100,6 +100,10 @@ class CompletionTask:
         x, y = segments_batch(self.tokenizer, [self.train_pairs[i] for i in pick], self.window)
         return backend.to_device(x, self.device), backend.to_device(y, self.device)
 
+    def loss_weight(self, batch: tuple[Any, Any]) -> Any:
+        """The number of answer tokens the loss averages over (data parallel weighs each rank's loss by it)."""
+        return (batch[1] != -100).sum()
+
     # a completion batch is an (inputs, targets) pair like a language-modelling one
     loss = LMTask.loss
     num_tokens = LMTask.num_tokens

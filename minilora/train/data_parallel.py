@@ -10,9 +10,10 @@ batch N x b (DDP's contract, tested to 1e-6 in tests/train/test_data_parallel.py
    its slice by rank. Then rank 0's trainable parameters are broadcast (freshly initialised
    parts such as LoRA's A become identical everywhere).
 2. ``sync_gradients`` (between backward and clipping, once per optimizer step even with
-   gradient accumulation): the trainable gradients, packed in buckets, are averaged with one
-   all-reduce per bucket, and so is the loss; clipping and the non-finite guard then see the
-   global gradient and every rank takes the same decision.
+   gradient accumulation): the trainable gradients, packed in flat buffers, are averaged with one
+   all-reduce per buffer, and so is the loss; clipping and the non-finite guard then see the
+   global gradient and every rank takes the same decision. A loss that averages over a varying
+   number of terms (answer tokens) is first weighed by its slice's share of them (``weigh``).
 3. Checkpoints: rank 0 writes, holding every rank's random state; every rank resumes from the
    same file (checked: same bytes on every rank) with its own state restored.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from minilora import backend, distributed
 from minilora.distributed import DistributedError, GradBuckets
+from minilora.tensor import Tensor
 from minilora.train.checkpoint import Checkpoint, CheckpointError
 
 PARTS = ("train config", "model structure", "base weights", "data")
@@ -128,6 +130,23 @@ class DataParallel:
             self.buckets = GradBuckets([p for _, p in trainable], self.comm)
             self.buckets.broadcast_data(root=0)
             self.optimizer = optimizer
+
+    def weigh(self, loss: Any, task: Any, batch: Any) -> Any:
+        """A loss that is a mean over a number of terms varying from slice to slice (a completion task's answer
+        tokens), times this slice's share ``n_r * N / sum_r n_r``: the ranks' mean is then the mean over the
+        whole global batch, the loss one process computes. A task says it has such a loss with
+        ``loss_weight(batch)`` (the number of terms); other losses (every row alike) pass through.
+
+        One scalar all-reduce per micro-batch, on the device (no host sync).
+        """
+        weight = getattr(task, "loss_weight", None)
+        if self.buckets is None or weight is None:
+            return loss
+        xp = loss.xp
+        n = xp.asarray(weight(batch), dtype=xp.float64).reshape(1).copy()  # (1,)
+        total = self.comm.all_reduce(n.copy(), "sum")  # (1,)
+        share = xp.where(total > 0, n * self.size / xp.maximum(total, 1.0), 1.0).reshape(())  # ()
+        return loss * Tensor(share.astype(loss.data.dtype))
 
     def sync_gradients(self, loss_sum: Any) -> Any:
         """Average the trainable gradients and the loss over the ranks: one all-reduce per flat buffer.

@@ -199,6 +199,7 @@ class Trainer:
             self._tokens += self.task.num_tokens(batch)
             with self.precision.autocast():
                 loss = self.loss_fn(self.model, batch)
+            loss = self.dp.weigh(loss, self.task, batch)  # several ranks: a token-mean loss weighed by its share
             self.precision.backward(loss * (1.0 / k) if k > 1 else loss)  # fp16: times the loss scale
             loss_sum = loss.data if loss_sum is None else loss_sum + loss.data
         loss_sum = self.dp.sync_gradients(loss_sum)  # several ranks: the global mean gradient and loss

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
+from minilora.cli import main
+
 
 def _done_line(stdout: str) -> str:
     done = [line for line in stdout.splitlines() if line.startswith("done:")]
@@ -19,10 +23,17 @@ def test_pretrain_and_finetune_under_mpiexec_run_two_ranks_and_rank_0_alone_prin
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world 2 ranks x batch 3 = global batch 6" in _done_line(proc.stdout)
     assert {"ckpt.npz", "metrics.jsonl", "config.json", "vocab.json"} <= set(os.listdir(base))
+    finetune = ["finetune", "--method", "lora", "--base", str(base / "ckpt.npz"), "--data", "arithmetic",
+                "--corpus-size", "200", "--steps", "3", "--eval-interval", "0", "--no-progress"]
     out = tmp_path / "lora"
-    proc = mpirun(["-m", "minilora.cli", "finetune", "--method", "lora", "--base", str(base / "ckpt.npz"),
-                   "--data", "arithmetic", "--corpus-size", "200", "--steps", "3", "--batch-size", "2",
-                   "--eval-interval", "0", "--no-progress", "--out", str(out)], timeout=60)
+    proc = mpirun(["-m", "minilora.cli", *finetune, "--batch-size", "2", "--out", str(out)], timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world 2 ranks x batch 2 = global batch 4" in _done_line(proc.stdout)
     assert sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.npz"]
+    # the same model as one process with the doubled batch (float32: to rounding; measured 3e-8), the loss on
+    # the answers only (a completion task: each rank's token-mean weighed by its share of the answer tokens)
+    assert main([*finetune, "--batch-size", "4", "--out", str(tmp_path / "one")]) == 0
+    with np.load(out / "adapter_model.npz") as two, np.load(tmp_path / "one" / "adapter_model.npz") as one:
+        assert sorted(two.files) == sorted(one.files)
+        assert max(float(np.abs(two[k] - one[k]).max()) for k in one.files) < 1e-5
+        assert max(float(np.abs(one[k]).max()) for k in one.files if "lora_B" in k) > 1e-3  # B moved from 0
