@@ -193,6 +193,20 @@ def write_fixtures(out: Path) -> None:
         np.savez(out / f"{kind}_expected.npz", ids=ids, logits=out_.logits.numpy(), loss=out_.loss.numpy(),
                  greedy=greedy)
         print(f"fixture {out / kind}: {sum(f.stat().st_size for f in (out / kind).iterdir()):,} bytes")
+    # a LoRA adapter written by PEFT on the Llama fixture, and the adapted model's logits
+    import peft  # noqa: PLC0415
+
+    ref = transformers.AutoModelForCausalLM.from_pretrained(out / "llama", dtype=torch.float32).eval()
+    torch.manual_seed(7)
+    cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    pm = peft.get_peft_model(ref, cfg).eval()
+    pm.save_pretrained(out / "llama_peft_lora")
+    (out / "llama_peft_lora" / "README.md").unlink(missing_ok=True)
+    ids, _ = batch(T=8)
+    with torch.no_grad():
+        np.savez(out / "llama_peft_lora_expected.npz", ids=ids, logits=pm(torch.tensor(ids)).logits.numpy())
+    print(f"fixture {out / 'llama_peft_lora'}: "
+          f"{sum(f.stat().st_size for f in (out / 'llama_peft_lora').iterdir()):,} bytes")
 
 
 def main() -> int:

@@ -89,3 +89,21 @@ def test_adapted_models_must_be_merged_before_saving(tmp_path):
     with pytest.raises(UnsupportedCheckpointError, match="merged first"):
         save_pretrained(peft.base_model, tmp_path / "x")
     assert not (tmp_path / "x" / "config.json").exists()
+
+
+def test_a_peft_lora_adapter_on_llama_gives_peft_logits(device, tmp_path):
+    from minilora.peft import load_adapter
+
+    expected = np.load(FIXTURES / "llama_peft_lora_expected.npz")
+    model = load_adapter(from_pretrained(FIXTURES / "llama", device=device), FIXTURES / "llama_peft_lora")
+    assert sorted({p.rpartition(".")[2] for p, _ in model.peft_layers()}) == ["q_proj", "v_proj"]
+    logits, _ = model(backend.to_device(expected["ids"], device))
+    np.testing.assert_allclose(backend.to_host(logits.data), expected["logits"], rtol=1e-4, atol=2e-5)
+    model.save_adapter(str(tmp_path / "back"), format="peft")  # and back in PEFT's names
+    cfg = json.loads((tmp_path / "back" / "adapter_config.json").read_text())
+    assert cfg["fan_in_fan_out"] is False and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
+    again = load_file(tmp_path / "back" / "adapter_model.safetensors")
+    theirs = load_file(FIXTURES / "llama_peft_lora" / "adapter_model.safetensors")
+    assert sorted(again) == sorted(theirs)
+    for k in theirs:
+        np.testing.assert_array_equal(again[k], theirs[k])
