@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from minilora.demo.methods import METHOD_NAMES, VIRTUAL_TOKENS
+from minilora.validate import check_fields
 
 
 def default_cache_dir() -> str:
@@ -55,6 +56,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
+        check_fields(self)
         for name in ("n_layer", "n_head", "n_embd", "block_size", "pretrain_steps", "pretrain_batch_size",
                      "domain_size", "steps", "batch_size", "eval_batches", "accuracy_examples"):
             v = getattr(self, name)

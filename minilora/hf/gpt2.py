@@ -27,7 +27,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.hf import safetensors_io as stio
-from minilora.io import atomic_folder, resolve_folder
+from minilora.io import atomic_folder, nonfinite_names, resolve_folder
 
 if TYPE_CHECKING:
     from minilora.nn import GPT, GPTConfig
@@ -241,8 +241,19 @@ def is_hf_folder(path: str | os.PathLike[str]) -> bool:
 
 
 def read_hf_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """All tensors of a checkpoint folder: model.safetensors, or the shards a model.safetensors.index.json lists."""
-    p = Path(path)
+    """All tensors of a checkpoint folder: model.safetensors, or the shards a model.safetensors.index.json lists.
+
+    Tensors holding NaN/Inf are refused by name (a ValueError naming the folder).
+    """
+    tensors = _read_hf_tensors(Path(path))
+    bad = nonfinite_names(tensors)
+    if bad:
+        raise ValueError(f"{path}: non-finite values (NaN/Inf) in {', '.join(bad[:5])}"
+                         + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+    return tensors
+
+
+def _read_hf_tensors(p: Path) -> dict[str, np.ndarray]:
     if (p / WEIGHTS_NAME).is_file():
         return stio.read_safetensors(p / WEIGHTS_NAME)
     if (p / INDEX_NAME).is_file():

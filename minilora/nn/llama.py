@@ -31,6 +31,7 @@ from minilora.nn.layers import Embedding, Linear, RMSNorm, normal_, skip_init, z
 from minilora.nn.module import Module, ModuleDict, ModuleList
 from minilora.ops.rope import rope_cos_sin
 from minilora.tensor import Tensor
+from minilora.validate import check_fields
 
 
 @dataclasses.dataclass
@@ -55,6 +56,7 @@ class LlamaConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: "no" flags, float layer counts, NaN epsilons are refused by name
         name = type(self).__name__
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
