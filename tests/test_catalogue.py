@@ -327,8 +327,7 @@ def test_cli_refuses_in_one_line_and_changes_no_file(world, name, capsys):
     capsys.readouterr()
     before = tree_digest(world.root)
     try:
-        with np.errstate(over="ignore", invalid="ignore"):  # the lr 1e39 case overflows on purpose
-            code = main(argv)
+        code = main(argv)
     except SystemExit as exc:  # argparse's own usage errors
         code = exc.code
     captured = capsys.readouterr()
@@ -405,6 +404,29 @@ API_CASES = {
 }
 
 
+def _llama(**kw):
+    from minilora.nn.llama import LlamaConfig
+
+    return LlamaConfig(**{"vocab_size": 11, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+                          "num_attention_heads": 2, **kw})
+
+
+def _demo(**kw):
+    from minilora.demo import DemoConfig
+
+    return DemoConfig(cache_dir=None, **kw)
+
+
+API_CASES.update({
+    "LlamaConfig(rms_norm_eps=nan)": (lambda m, t: _llama(rms_norm_eps=math.nan), "rms_norm_eps"),
+    "LlamaConfig(rope_theta=inf)": (lambda m, t: _llama(rope_theta=math.inf), "rope_theta"),
+    "LlamaConfig(tie_word_embeddings='no')": (lambda m, t: _llama(tie_word_embeddings="no"), "tie_word_embeddings"),
+    "LlamaConfig(num_hidden_layers=1.5)": (lambda m, t: _llama(num_hidden_layers=1.5), "num_hidden_layers"),
+    "DemoConfig(pretrain_lr=nan)": (lambda m, t: _demo(pretrain_lr=math.nan), "pretrain_lr"),
+    "DemoConfig(progress='no')": (lambda m, t: _demo(progress="no"), "progress"),
+})
+
+
 def _char_tok():
     from minilora.data import CharTokenizer
 
@@ -427,25 +449,3 @@ def test_api_refuses_in_one_line_and_leaves_the_model_unchanged(name, tmp_path):
 def test_the_catalogue_is_large_enough():
     assert len(CLI_CASES) + len(API_CASES) >= 60
 
-
-def _llama(**kw):
-    from minilora.nn.llama import LlamaConfig
-
-    return LlamaConfig(**{"vocab_size": 11, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
-                          "num_attention_heads": 2, **kw})
-
-
-def _demo(**kw):
-    from minilora.demo import DemoConfig
-
-    return DemoConfig(cache_dir=None, **kw)
-
-
-API_CASES.update({
-    "LlamaConfig(rms_norm_eps=nan)": (lambda m, t: _llama(rms_norm_eps=math.nan), "rms_norm_eps"),
-    "LlamaConfig(rope_theta=inf)": (lambda m, t: _llama(rope_theta=math.inf), "rope_theta"),
-    "LlamaConfig(tie_word_embeddings='no')": (lambda m, t: _llama(tie_word_embeddings="no"), "tie_word_embeddings"),
-    "LlamaConfig(num_hidden_layers=1.5)": (lambda m, t: _llama(num_hidden_layers=1.5), "num_hidden_layers"),
-    "DemoConfig(pretrain_lr=nan)": (lambda m, t: _demo(pretrain_lr=math.nan), "pretrain_lr"),
-    "DemoConfig(progress='no')": (lambda m, t: _demo(progress="no"), "progress"),
-})

@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -103,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _run(args)
+        with warnings.catch_warnings():  # NumPy's overflow/NaN warnings: the non-finite guard says it in one line
+            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
+            return _run(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
