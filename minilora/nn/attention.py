@@ -112,6 +112,38 @@ def padding_mask(attention_mask: Any, T: int, n_prefix: int, device: str) -> Any
     return keys[:, None, None, :] | own[None, None, :, :]  # (B, 1, T, P + Tk)
 
 
+def with_prefix(
+    owner: str, k: Tensor, v: Tensor, prefix_kv: tuple[Tensor, Tensor] | None, heads: str = "n_head",
+    width: str = "head_size",
+) -> tuple[Tensor, Tensor, int]:
+    """(k, v) (B, nkv, Tk, hs) with prefix tuning's keys and values in front, and the prefix length P.
+
+    The prefix must be (B or 1, nkv, P, hs); ``heads`` and ``width`` are the owner's names for nkv and hs.
+    """
+    if prefix_kv is None:
+        return k, v, 0
+    B, nkv, _, hs = k.shape
+    k_prefix, v_prefix = prefix_kv
+    shape = k_prefix.shape
+    if len(shape) != 4 or shape[1] != nkv or shape[3] != hs or v_prefix.shape != shape:
+        raise ValueError(f"{owner}: prefix keys and values must both be (B or 1, {heads}={nkv}, P, {width}={hs}), "
+                         f"got {k_prefix.shape} and {v_prefix.shape}")
+    k = F.concat([expand_batch(k_prefix, B), k], axis=2)  # (B, nkv, P + Tk, hs)
+    v = F.concat([expand_batch(v_prefix, B), v], axis=2)  # (B, nkv, P + Tk, hs)
+    return k, v, shape[2]
+
+
+def key_mask(owner: str, attention_mask: Any, T: int, Tk: int, n_prefix: int, device: str) -> Any:
+    """The (B, 1, T, P + Tk) "may attend" mask from a (B, Tk) padding mask over the cached + new keys, or None."""
+    if attention_mask is None:
+        return None
+    B = attention_mask.shape[0]
+    if tuple(attention_mask.shape) != (B, Tk):
+        raise ValueError(f"{owner}: attention_mask must be (B, T_total) = ({B}, {Tk}) (cached + new positions), "
+                         f"got {tuple(attention_mask.shape)}")
+    return padding_mask(attention_mask, T, n_prefix, device)  # (B, 1, T, P + Tk)
+
+
 class CausalSelfAttention(Module):
     """Multi-head causal self-attention with a fused q/k/v projection (c_attn) and an output projection (c_proj)."""
 
@@ -135,14 +167,7 @@ class CausalSelfAttention(Module):
         nh, hs = self.n_head, C // self.n_head
         p = self.dropout if self.training else 0.0
         if kv_cache is None and prefix_kv is None:  # training and plain scoring: one fused op from c_attn's output
-            mask = None
-            if attention_mask is not None:
-                if tuple(attention_mask.shape) != (B, T):
-                    raise ValueError(
-                        f"CausalSelfAttention: attention_mask must be (B, T_total) = ({B}, {T}), "
-                        f"got {tuple(attention_mask.shape)}"
-                    )
-                mask = padding_mask(attention_mask, T, 0, x.device)  # (B, 1, T, T)
+            mask = key_mask("CausalSelfAttention", attention_mask, T, T, 0, x.device)  # (B, 1, T, T)
             y = F.self_attention(self.c_attn(x), nh, mask=mask, causal=True, dropout_p=p)  # (B, T, C)
             return self.resid_dropout(self.c_proj(y))  # (B, T, C)
         q, k, v = F.split(self.c_attn(x), 3, axis=2)  # 3 x (B, T, C)
@@ -151,27 +176,9 @@ class CausalSelfAttention(Module):
         v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
-        n_prefix = 0
-        if prefix_kv is not None:
-            k_prefix, v_prefix = prefix_kv
-            shape = k_prefix.shape
-            if len(shape) != 4 or shape[1] != nh or shape[3] != hs or v_prefix.shape != shape:
-                raise ValueError(
-                    f"CausalSelfAttention: prefix keys and values must both be (B or 1, n_head={nh}, P, "
-                    f"head_size={hs}), got {k_prefix.shape} and {v_prefix.shape}"
-                )
-            n_prefix = k_prefix.shape[2]
-            k = F.concat([expand_batch(k_prefix, B), k], axis=2)  # (B, nh, P + T_past + T, hs)
-            v = F.concat([expand_batch(v_prefix, B), v], axis=2)  # (B, nh, P + T_past + T, hs)
-        mask = None
-        if attention_mask is not None:
-            Tk = k.shape[2] - n_prefix
-            if tuple(attention_mask.shape) != (B, Tk):
-                raise ValueError(
-                    f"CausalSelfAttention: attention_mask must be (B, T_total) = ({B}, {Tk}) "
-                    f"(cached + new positions), got {tuple(attention_mask.shape)}"
-                )
-            mask = padding_mask(attention_mask, T, n_prefix, x.device)  # (B, 1, T, P + Tk)
+        Tk = k.shape[2]
+        k, v, n_prefix = with_prefix("CausalSelfAttention", k, v, prefix_kv)  # (B, nh, P + T_past + T, hs)
+        mask = key_mask("CausalSelfAttention", attention_mask, T, Tk, n_prefix, x.device)  # (B, 1, T, P + Tk)
         y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)

@@ -25,7 +25,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from minilora import functional as F  # noqa: N812
-from minilora.nn.attention import LayerKVCache, expand_batch, padding_mask
+from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.layers import Embedding, Linear, RMSNorm, normal_, skip_init, zeros_
 from minilora.nn.module import Module, ModuleDict, ModuleList
@@ -168,25 +168,9 @@ class LlamaAttention(Module):
         q, k = F.rotary_embedding(q, cos, sin), F.rotary_embedding(k, cos, sin)  # (B, nh|nkv, T, hd)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hd): rotated keys are cached
-        n_prefix = 0
-        if prefix_kv is not None:
-            k_prefix, v_prefix = prefix_kv
-            shape = k_prefix.shape
-            if len(shape) != 4 or shape[1] != nkv or shape[3] != hd or v_prefix.shape != shape:
-                raise ValueError(
-                    f"LlamaAttention: prefix keys and values must both be (B or 1, num_key_value_heads={nkv}, P, "
-                    f"head_dim={hd}), got {k_prefix.shape} and {v_prefix.shape}"
-                )
-            n_prefix = shape[2]
-            k = F.concat([expand_batch(k_prefix, B), k], axis=2)  # (B, nkv, P + T_past + T, hd)
-            v = F.concat([expand_batch(v_prefix, B), v], axis=2)  # (B, nkv, P + T_past + T, hd)
-        mask = None
-        if attention_mask is not None:
-            Tk = k.shape[2] - n_prefix
-            if tuple(attention_mask.shape) != (B, Tk):
-                raise ValueError(f"LlamaAttention: attention_mask must be (B, T_total) = ({B}, {Tk}) "
-                                 f"(cached + new positions), got {tuple(attention_mask.shape)}")
-            mask = padding_mask(attention_mask, T, n_prefix, x.device)  # (B, 1, T, P + Tk)
+        Tk = k.shape[2]
+        k, v, n_prefix = with_prefix("LlamaAttention", k, v, prefix_kv, "num_key_value_heads", "head_dim")
+        mask = key_mask("LlamaAttention", attention_mask, T, Tk, n_prefix, x.device)  # (B, 1, T, P + Tk)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hd)
         return self.o_proj(y.transpose(0, 2, 1, 3).reshape(B, T, nh * hd))  # (B, T, C)
