@@ -96,6 +96,22 @@ def _siblings(target: Path, kind: str) -> list[Path]:
     return sorted(out)
 
 
+def _legacy_temps(target: Path, age: float = 600.0) -> list[Path]:
+    """``.NAME.<random>.tmp`` files of older minilora saves (mkstemp, no pid) untouched for ``age`` seconds."""
+    import time  # noqa: PLC0415
+
+    prefix, now = f".{target.name}.", time.time()
+    if not target.parent.is_dir():
+        return []
+    out = []
+    for entry in target.parent.iterdir():
+        middle = entry.name[len(prefix) : -len(".tmp")]
+        if (entry.name.startswith(prefix) and entry.name.endswith(".tmp") and middle and "." not in middle
+                and entry.is_file() and now - entry.stat().st_mtime > age):
+            out.append(entry)
+    return out
+
+
 def _pid_of(entry: Path) -> int:
     return int(entry.name.rsplit(".", 3)[-3])
 
@@ -116,6 +132,9 @@ def clean_stale(target: str | os.PathLike[str]) -> list[Path]:
     target = Path(target)
     recover_folder(target)
     removed = []
+    for entry in _legacy_temps(target):
+        _remove(entry)
+        removed.append(entry)
     for kind in ("tmp", "new", "old"):
         for entry in _siblings(target, kind):
             if kind == "tmp" and _pid_alive(_pid_of(entry)):

@@ -186,6 +186,15 @@ CLI_CASES = {
     "finetune --out an existing file": (ft(out=lambda w: _text(w, "a-file", b"x")), "--out"),
     "finetune prompt --virtual-tokens 16": (lambda w: ["finetune", "--method", "prompt", "--base", w.ckpt, *FT,
                                                        "--virtual-tokens", "16"], "--virtual-tokens"),
+    "finetune --format peft --method ia3": (lambda w: ["finetune", "--method", "ia3", "--base", w.ckpt, *FT,
+                                                       "--format", "peft", "--out", str(w.bad / "never")],
+                                            "--format peft"),
+    "finetune --global-batch-size -1": (ft("--global-batch-size", "-1"), "global_batch_size"),
+    "finetune --steps 0": (ft("--steps", "0"), "max_steps"),
+    "finetune --task classify, no labels": (lambda w: ["finetune", "--method", "lora", "--base", w.ckpt, "--data",
+                                                       "english", "--task", "classify", "--steps", "1", "--out",
+                                                       str(w.bad / "never")], "labels"),
+    "eval --adapter missing": (ev("--adapter", "/nonexistent/adapter"), "/nonexistent/adapter"),
     "finetune --base missing": (lambda w: ["finetune", "--method", "lora", "--base", "/nonexistent.npz", *FT],
                                 "/nonexistent.npz"),
     "generate --temperature nan": (gen(lambda w: w.ckpt, "--temperature", "nan"), "finite number"),
@@ -335,6 +344,7 @@ def test_cli_refuses_in_one_line_and_changes_no_file(world, name, capsys):
     assert code == 2, captured.err
     assert len(lines) == 1 and lines[0].startswith("minilora"), captured.err
     assert "Traceback" not in captured.err + captured.out
+    assert "trainable params" not in captured.out  # refused before any training, not after it
     assert expect.lower() in lines[0].lower(), lines[0]
     assert tree_digest(world.root) == before
 

@@ -84,8 +84,11 @@ def test_stale_temp_files_of_a_dead_writer_are_removed(tmp_path):
     dead.write_bytes(b"x" * 100)
     other = tmp_path / ".other.npz.999999999.abcd1234.tmp"  # another target's: left alone
     other.write_bytes(b"x")
+    legacy = tmp_path / ".ckpt.npz.k3j_x9a2.tmp"  # an older minilora's mkstemp name, an hour old
+    legacy.write_bytes(b"x")
+    os.utime(legacy, (legacy.stat().st_atime - 3600, legacy.stat().st_mtime - 3600))
     io.atomic_write_npz(tmp_path / "ckpt.npz", {"a": np.zeros(2)})
-    assert not dead.exists() and other.exists()
+    assert not dead.exists() and not legacy.exists() and other.exists()
 
 
 def test_read_npz_checks_the_directory_before_reading(tmp_path):

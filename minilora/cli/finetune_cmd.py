@@ -102,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
         data = load_data(args, tokenizer, window, cfg)
         if data.kind == "classify":
             model, config = classifier(model, config, len(data.labels), args.seed)
+        if args.format == "peft":  # before training, not after it
+            from minilora.peft.registry import method_of  # noqa: PLC0415
+
+            if method_of(config).exchange is None:
+                raise ValueError(f"--format peft: minilora writes PEFT's format for LoRA-family adapters only, not "
+                                 f"{args.method}; use --format minilora")
         peft = get_peft_model(model, config, tokenizer=tokenizer)
     except (ValueError, TypeError) as exc:
         raise CLIError(one_line(str(exc))) from None

@@ -170,3 +170,12 @@ def test_resume_with_bad_step_changes_nothing(tmp_path):
     assert model_digest(model) == before and (t2.step, json.dumps(t2.task.state_dict(), default=str)) == state
     t2.resume(path)
     assert t2.step == 3
+
+
+def test_pissa_failure_restores_the_base_weights():
+    """PiSSA rewrites the base weight (W_res = W0 - s B A): a later failure must bring W0 back."""
+    model = _gpt()
+    before = model_digest(model)
+    with pytest.raises(ValueError):
+        peft.get_peft_model(model, peft.LoraConfig(r=2, init_lora_weights="pissa", modules_to_save=("nope",)))
+    assert model_digest(model) == before
