@@ -174,6 +174,17 @@ def peft_exchange(folder: Path, tmp: Path) -> dict[str, float]:
                 "target_modules"]}
 
 
+def tiny_tokenizer():  # noqa: ANN201
+    """A character-level BPE of 60 tokens (the fixtures' vocabulary is 100), through the tokenizers library."""
+    import tokenizers as tk  # noqa: PLC0415
+
+    tok = tk.Tokenizer(tk.models.BPE(unk_token="?"))
+    tok.decoder = tk.decoders.Fuse()
+    text = ["the quick brown fox jumps over the lazy dog 0123456789 +-=?"] * 20
+    tok.train_from_iterator(text, tk.trainers.BpeTrainer(vocab_size=60, special_tokens=["?"]))
+    return tok
+
+
 def write_fixtures(out: Path) -> None:
     """Small folders (bf16 single file for Llama, f16 two shards for Qwen2) + transformers' float32 logits."""
     out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +204,7 @@ def write_fixtures(out: Path) -> None:
         np.savez(out / f"{kind}_expected.npz", ids=ids, logits=out_.logits.numpy(), loss=out_.loss.numpy(),
                  greedy=greedy)
         print(f"fixture {out / kind}: {sum(f.stat().st_size for f in (out / kind).iterdir()):,} bytes")
+    tiny_tokenizer().save(str(out / "llama" / "tokenizer.json"))  # so the command line can run on the folder
     # a LoRA adapter written by PEFT on the Llama fixture, and the adapted model's logits
     import peft  # noqa: PLC0415
 

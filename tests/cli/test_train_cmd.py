@@ -107,3 +107,18 @@ def test_pretrain_finetune_generate_eval_on_the_llama_family(tmp_path, capsys, f
 def test_unknown_family_and_gqa_mistakes(cli_error):
     assert "unknown model family 'bert'" in cli_error(["pretrain", *TINY, "--family", "bert"])
     assert "num_key_value_heads" in cli_error(["pretrain", *TINY, "--family", "llama", "--n-kv-head", "3"])
+
+
+def test_generate_and_finetune_a_hugging_face_llama_folder(tmp_path, capsys):
+    pytest.importorskip("tokenizers", reason="needs the hf extra: pip install 'minilora[hf]'")
+    from pathlib import Path
+
+    folder = str(Path(__file__).parents[1] / "hf" / "fixtures" / "llama")  # written by transformers, bf16
+    assert main(["generate", "--base", folder, "--prompt", "the fox", "--max-new-tokens", "4",
+                 "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("the fox")
+    assert main(["finetune", "--method", "lora", "--base", folder, "--data", "arithmetic", "--steps", "1",
+                 "--batch-size", "2", "--eval-interval", "0", "--corpus-size", "40", "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    assert main(["generate", "--base", folder, "--adapter", str(tmp_path / "a"), "--prompt", "1+1=",
+                 "--max-new-tokens", "2", "--temperature", "0"]) == 0
