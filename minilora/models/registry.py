@@ -107,6 +107,8 @@ def register(family: Family) -> Family:
     if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
         raise ValueError(f"register: a model family named {family.name!r} is already registered")
     _FAMILIES[family.name] = family
+    for cls in (family.lm_cls, family.classifier_cls):  # GPT.from_pretrained / save_pretrained use this binding
+        cls.model_family = family
     return family
 
 

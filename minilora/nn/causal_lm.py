@@ -29,30 +29,12 @@ from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import KVCache, expand_batch
 from minilora.nn.checkpointing import GradientCheckpointing
+from minilora.nn.generation import generate
+from minilora.nn.inputs import as_ids, as_mask  # noqa: F401  (public here too)
 from minilora.nn.layers import Linear
 from minilora.nn.module import Module
 from minilora.nn.precision import match
 from minilora.tensor import Tensor
-
-
-def as_ids(x: Any, device: str, what: str, owner: str = "model") -> Any:
-    """An integer (B, T) array on ``device`` from a Tensor, an array or a nested list."""
-    data = x.data if isinstance(x, Tensor) else x
-    if not backend.is_array(data):
-        data = backend.to_device(data, "cpu")
-    if data.dtype.kind not in "iu":
-        raise TypeError(f"{owner}: {what} must be integers, got dtype {data.dtype} with shape {tuple(data.shape)}")
-    if backend.device_of(data) != device:
-        data = backend.to_device(data, device)  # an explicit upload (host -> device)
-    return data
-
-
-def as_mask(mask: Any, device: str) -> Any:
-    """A 0/1 padding mask (Tensor, array or list; int, float or bool) as an array on ``device``."""
-    data = mask.data if isinstance(mask, Tensor) else mask
-    if not backend.is_array(data):
-        data = backend.to_device(data, "cpu")
-    return data if backend.device_of(data) == device else backend.to_device(data, device)
 
 
 class CausalLMBase(GradientCheckpointing, Module):
@@ -204,21 +186,28 @@ class CausalLMMixin:
     lm_head: Any
     chunked_loss_threshold: int = 1 << 22  # logits (16 MB in float32); 0 always chunks, a huge value never
 
-    @classmethod
-    def from_pretrained(cls, path: str, device: str = "cpu", **kwargs: Any) -> Any:
-        """Load a Hugging Face folder of this family (config.json + safetensors): see minilora.hf."""
-        from minilora.hf import from_pretrained  # noqa: PLC0415  (optional extra, imported on use)
+    model_family: Any = None  # the Family that registered this class (minilora.models.register binds it)
 
-        model = from_pretrained(path, device=device, **kwargs)
+    @classmethod
+    def _family(cls) -> Any:
+        if cls.model_family is None:
+            raise TypeError(f"{cls.__name__} belongs to no registered model family (minilora.models.register)")
+        return cls.model_family
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", dtype: Any = None, **kwargs: Any) -> Any:
+        """Load a Hugging Face folder of this family (config.json + safetensors) with the family's converter
+        (minilora.hf; the model family registry binds it, so the models never import it)."""
+        model = cls._family().from_pretrained(path, device=device, **kwargs)
         if not isinstance(model, cls):
             raise ValueError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        if dtype is not None:
+            model.to(model.device, dtype)
         return model
 
     def save_pretrained(self, path: str, **kwargs: Any) -> None:
-        """Write a Hugging Face folder that transformers loads: see minilora.hf.save_pretrained."""
-        from minilora.hf import save_pretrained  # noqa: PLC0415
-
-        save_pretrained(self, path, **kwargs)
+        """Write a Hugging Face folder that transformers loads (the family's converter, as from_pretrained)."""
+        type(self)._family().save_pretrained(self, path, **kwargs)
 
     def forward(
         self,
@@ -257,8 +246,6 @@ class CausalLMMixin:
 
     def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
         """Append up to ``max_new_tokens`` tokens to idx (B, T): see minilora.nn.generation.generate."""
-        from minilora.nn.generation import generate  # noqa: PLC0415  (generation builds on this module)
-
         return generate(self, idx, max_new_tokens, **kwargs)
 
 

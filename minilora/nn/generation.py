@@ -26,7 +26,7 @@ from typing import Any
 from minilora import backend
 from minilora.autograd import no_grad
 from minilora.nn.attention import KVCache
-from minilora.nn.causal_lm import as_ids, as_mask
+from minilora.nn.inputs import as_ids, as_mask
 from minilora.tensor import Tensor
 
 FORWARD_KWARGS = ("prefix_kv", "prompt_embeds", "attention_mask")
