@@ -36,7 +36,7 @@ def check_out_dir(out_dir: str, resume: bool, overwrite: bool) -> bool:
 def load_model(path: str, device: str) -> tuple[Any, Any, Any]:
     """(checkpoint, model, tokenizer) from a checkpoint file; problems become one-line CLIErrors.
 
-    A Hugging Face GPT-2 folder is accepted too (checkpoint is then None): see minilora.hf.load_base.
+    A Hugging Face folder (GPT-2, Llama, Qwen2) is accepted too (checkpoint is then None): see minilora.hf.load_base.
     """
     from minilora.cli import CLIError  # noqa: PLC0415
     from minilora.hf.gpt2 import is_hf_folder  # noqa: PLC0415  [hf interop]

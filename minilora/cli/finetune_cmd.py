@@ -29,7 +29,8 @@ def add_parser(sub: Any, name: str) -> None:
                        + "); saves the adapter", description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("--method", required=True, choices=list(table), help="fine-tuning method")
     p.add_argument("--base", "--checkpoint", dest="base", required=True, metavar="PATH",
-                   help="the pre-trained checkpoint (from minilora pretrain) or a Hugging Face GPT-2 folder")
+                   help="the pre-trained checkpoint (from minilora pretrain) or a Hugging Face GPT-2/Llama/Qwen2 "
+                        "folder")
     p.add_argument("--data", required=True, metavar="CORPUS_OR_FILE",
                    help="a built-in corpus name (e.g. arithmetic, reverse, sentiment), a JSONL file of {\"text\"}, "
                         "{\"prompt\", \"completion\"}, {\"messages\"} or (--task classify) {\"text\", \"label\"} "

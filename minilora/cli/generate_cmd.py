@@ -12,7 +12,7 @@ from minilora.cli.ckpt_helpers import apply_adapter, check_device, load_model
 def add_parser(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help="sample text from a checkpoint")
     p.add_argument("--checkpoint", "--base", dest="checkpoint", required=True, metavar="PATH",
-                   help="a checkpoint written by pretrain, or a Hugging Face GPT-2 folder")  # fmt: skip
+                   help="a checkpoint written by pretrain, or a Hugging Face GPT-2/Llama/Qwen2 folder")  # fmt: skip
     p.add_argument("--prompt", default="", help="text to continue (default: start of a line)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     idx = backend.to_device(ids.reshape(1, -1), args.device)  # generate slides its window past block_size
     model.eval()
     eos = args.eos_id if args.eos_id is not None else getattr(model, "hf_config", {}).get("eos_token_id")
+    if isinstance(eos, list):  # Llama 3 style config.json lists several end ids: the first ends the text
+        eos = eos[0] if eos else None
     if eos is not None and not 0 <= eos < model.config.vocab_size:
         raise CLIError(f"--eos-id {eos} is outside the vocabulary [0, {model.config.vocab_size})")
     try:
