@@ -1,6 +1,7 @@
 """minilora against PyTorch eager (full fine-tuning) and PEFT (LoRA): one training step, side by side.
 
-    python benchmarks/vs_torch.py [--shapes baby,medium] [--rounds 5] [--torch-python PATH] [--json PATH]
+    python benchmarks/vs_torch.py [--shapes baby,medium] [--rounds 5] [--torch-python PATH] [--threads N]
+                                  [--methods full,lora] [--json PATH]
 
 The PyTorch side runs under ``--torch-python`` (default: $MINILORA_TORCH_PYTHON, else this interpreter),
 so torch and peft never need to be installed next to minilora; without torch the script prints one line
@@ -17,8 +18,9 @@ Each measurement is its own process (two thread pools in one process fight): min
 raw NumPy GEMM "floor" process, alternating (the order flips every round) for ``--rounds`` rounds. A
 process does a few warm-up steps, then times ``steps`` steps and reports their median. The table gives
 medians over rounds; a ratio is the median of the per-round ratios. Both libraries use their default
-thread counts (OpenBLAS and torch: every core). Peak RSS is the process's high-water mark (VmHWM, with
-imports); "step RSS" is the growth of the high-water mark from the built model to the end of the steps
+thread counts (OpenBLAS and torch: every core) unless ``--threads N`` sets every pool of both to N.
+Peak RSS is the process's high-water mark (VmHWM, with imports); "step RSS" is the growth of the
+high-water mark from the built model to the end of the steps
 (gradients, optimizer state, activations; /proc/self/clear_refs resets the mark after set-up).
 
 GEMM floor: the raw float32 NumPy matmuls the step cannot avoid at these shapes, timed alone in the
@@ -89,16 +91,18 @@ def _stepper(model: Any, opt: Any, x: Any, y: Any) -> Any:
 def _time_steps(step: Any, loss_of: Any, warmup: int, steps: int, setup_peak: int) -> dict[str, Any]:
     rss0 = _rss()["VmRSS"]
     reset = _reset_hwm()
-    times, losses = [], []
+    times, cpu, losses = [], [], []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = step()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         losses.append(loss_of(loss))
         if i >= warmup:
             times.append(dt)
+            cpu.append(dc)
     hwm = _rss()["VmHWM"]
-    return {"median_s": statistics.median(times), "times": times, "first_loss": losses[0], "last_loss": losses[-1],
+    return {"median_s": statistics.median(times), "times": times, "cpu_s": statistics.median(cpu),
+            "first_loss": losses[0], "last_loss": losses[-1],
             "peak_rss": max(hwm, setup_peak), "step_rss": hwm - rss0 if reset else None}
 
 
@@ -215,8 +219,14 @@ def write_data(shape: dict, path: str) -> None:
     np.savez(path, **arrays)
 
 
-def run_worker(python: str, kind: str, shape: str, method: str, data: str) -> dict[str, Any]:
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MINILORA_NUM_THREADS")
+
+
+def run_worker(python: str, kind: str, shape: str, method: str, data: str, threads: int | None = None
+               ) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")])}
+    if threads:  # every library's pool at this size (torch reads OMP_NUM_THREADS at import)
+        env.update({k: str(threads) for k in THREAD_VARS})
     cmd = [python, os.path.abspath(__file__), "--worker", kind, "--shape", shape, "--method", method, "--data", data]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
@@ -235,7 +245,8 @@ def probe(python: str, module: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def run(shapes: list[str], rounds: int, torch_python: str, methods: tuple[str, ...] = ("full", "lora")) -> dict:
+def run(shapes: list[str], rounds: int, torch_python: str, methods: tuple[str, ...] = ("full", "lora"),
+        threads: int | None = None) -> dict:
     """Every (shape, method) pair, ``rounds`` alternating rounds; raw per-process results and the summary."""
     if probe(torch_python, "peft") is None:
         methods = tuple(m for m in methods if m != "lora")
@@ -256,11 +267,11 @@ def run(shapes: list[str], rounds: int, torch_python: str, methods: tuple[str, .
                 for kind in order:
                     python = torch_python if kind == "torch" else sys.executable
                     raw.setdefault(f"{s}/{m}", {}).setdefault(kind, []).append(
-                        run_worker(python, kind, s, m, files[s]))
+                        run_worker(python, kind, s, m, files[s], threads))
                     bar.update()
         bar.close()
     load.append(os.getloadavg())
-    return {"raw": raw, "rows": summarise(raw), "load": load, "rounds": rounds,
+    return {"raw": raw, "rows": summarise(raw), "load": load, "rounds": rounds, "threads": threads,
             "torch": probe(torch_python, "torch"), "peft": probe(torch_python, "peft"), "numpy": np.__version__}
 
 
@@ -284,6 +295,8 @@ def summarise(raw: dict[str, dict[str, list[dict]]]) -> list[dict[str, Any]]:
             "torch_peak_rss": med(x["peak_rss"] for x in by["torch"]),
             "minilora_step_rss": _med_or_none([x["step_rss"] for x in by["minilora"]]),
             "torch_step_rss": _med_or_none([x["step_rss"] for x in by["torch"]]),
+            "minilora_cpu_ms": 1e3 * med(x["cpu_s"] for x in by["minilora"]),
+            "torch_cpu_ms": 1e3 * med(x["cpu_s"] for x in by["torch"]),
             "first_loss_gap": loss_gap, "torch_threads": by["torch"][0]["threads"],
         })
     return rows
@@ -303,20 +316,24 @@ def markdown(results: dict[str, Any]) -> str:
         "## minilora vs PyTorch eager and PEFT (one training step, each in its own process)",
         "",
         f"`python benchmarks/vs_torch.py` (see its docstring): NumPy {results['numpy']}, PyTorch {results['torch']}, "
-        f"PEFT {results['peft'] or '-'}; {results['rounds']} alternating rounds, medians; load average "
+        f"PEFT {results['peft'] or '-'}; threads: {results.get('threads') or 'each library its default'}; "
+        f"{results['rounds']} alternating rounds, medians; load average "
         f"{lo[0]:.1f} at the start, {hi[0]:.1f} at the end. *ratio* = minilora / PyTorch (full) or / PEFT (LoRA), "
         "the median of the per-round ratios [min-max]; *floor* = the step's unavoidable raw NumPy GEMMs timed in "
-        "the same run. RSS in MiB: the process's peak (imports included) and the step's growth over the built model.",
+        "the same run. *CPU ms*: the process's CPU time per step (all its threads; less sensitive to a loaded machine "
+        "than wall time, though spinning BLAS threads count). RSS in MiB: the process's peak (imports included) "
+        "and the step's growth over the built model.",
         "",
         "| shape | method | minilora ms | PyTorch ms | ratio [min-max] | floor ms (GFLOP/s) | minilora / floor "
-        "| PyTorch / floor | peak RSS minilora / PyTorch | step RSS minilora / PyTorch |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| PyTorch / floor | CPU ms minilora / PyTorch | peak RSS minilora / PyTorch | step RSS minilora / PyTorch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         out.append(
             f"| {r['shape']} | {r['method']} | {r['minilora_ms']:.1f} | {r['torch_ms']:.1f} | **{r['ratio']:.2f}** "
             f"[{r['ratio_min']:.2f}-{r['ratio_max']:.2f}] | {r['floor_ms']:.1f} ({r['floor_gflops']:.0f}) | "
             f"{r['minilora_over_floor']:.2f} | {r['torch_over_floor']:.2f} | "
+            f"{r['minilora_cpu_ms']:.0f} / {r['torch_cpu_ms']:.0f} | "
             f"{_mib(r['minilora_peak_rss'])} / {_mib(r['torch_peak_rss'])} | "
             f"{_mib(r['minilora_step_rss'])} / {_mib(r['torch_step_rss'])} |"
         )
@@ -332,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--methods", default="full,lora", help="comma-separated subset of full,lora")
     ap.add_argument("--torch-python", default=os.environ.get("MINILORA_TORCH_PYTHON", sys.executable),
                     help="the interpreter that has torch (and peft); default $MINILORA_TORCH_PYTHON or this one")
+    ap.add_argument("--threads", type=int, help="threads for every library in both processes (default: theirs)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--worker", choices=["minilora", "torch", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
@@ -350,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if probe(args.torch_python, "torch") is None:
         print(f"vs_torch: skipped: torch does not import under {args.torch_python} (give --torch-python)")
         return None
-    results = run(shapes, args.rounds, args.torch_python, methods)
+    results = run(shapes, args.rounds, args.torch_python, methods, args.threads)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
