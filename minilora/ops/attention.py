@@ -29,6 +29,7 @@ from minilora.autograd import Function
 from minilora.gradcheck_cases import register, spec
 from minilora.ops.dropout import keep_mask
 from minilora.ops.linear import check_same_dtype
+from minilora.parallel import for_rows
 
 if TYPE_CHECKING:
     from minilora.tensor import Tensor
@@ -60,6 +61,25 @@ def group_mask(allowed: Any, nkv: int, g: int) -> Any:
     a = allowed.reshape((1,) * (4 - allowed.ndim) + tuple(allowed.shape))  # (b, h, tq, tk), h in {1, nh}
     b, h, tq, tk = a.shape
     return a.reshape(b, nkv, g, tq, tk) if h != 1 else a.reshape(b, 1, 1, tq, tk)
+
+
+def _masked_softmax_(xp: Any, att: Any, allowed: Any) -> None:
+    """att = softmax(att masked to -inf where not ``allowed``) over the last axis, in place (None: no mask).
+
+    A fully masked row gives zeros, not NaN: its maximum -inf is replaced by 0 (exp(-inf) = 0) and its
+    normaliser 0 by 1. The plain formula: P = exp(S - max S) / sum exp(S - max S).
+    """
+    if allowed is not None:
+        xp.copyto(att, -xp.inf, where=~allowed)  # in place: no masked copy
+    row_max = att.max(axis=-1, keepdims=True)  # (..., 1)
+    if allowed is not None:
+        row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)
+    att -= row_max
+    xp.exp(att, out=att)
+    denom = att.sum(axis=-1, keepdims=True)  # (..., 1)
+    if allowed is not None:
+        denom = xp.where(denom == 0, 1.0, denom)
+    att *= 1.0 / denom  # a multiply by (..., 1) reciprocals is cheaper than a divide
 
 
 class ScaledDotProductAttention(Function):
@@ -116,19 +136,12 @@ class ScaledDotProductAttention(Function):
         for r0, r1, kend in self.blocks:
             rows = r1 - r0
             att = self._rows(qs, r0, r1) @ xp.swapaxes(k[:, :, :kend], -1, -2)  # S, (B, nkv, g * rows, keys)
-            allowed = allowed5 if len(self.blocks) == 1 else causal_mask(xp, rows, kend)
-            if allowed is not None:
-                # in place (no masked copy): att is our own fresh array, seen as (B, nkv, g, rows, keys)
-                xp.copyto(att.reshape(B, nkv, g, rows, kend), -xp.inf, where=~allowed)
-            row_max = att.max(axis=-1, keepdims=True)  # (B, nkv, g * rows, 1)
-            if allowed is not None:
-                row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)  # fully masked row: -inf -> 0, no NaN
-            att -= row_max
-            xp.exp(att, out=att)
-            denom = att.sum(axis=-1, keepdims=True)  # (B, nkv, g * rows, 1)
-            if allowed is not None:
-                denom = xp.where(denom == 0, 1.0, denom)
-            att *= 1.0 / denom  # P: a multiply by (B, nkv, g * rows, 1) reciprocals is cheaper than a divide
+            if len(self.blocks) == 1:  # a user mask may vary over batch and heads: one call
+                _masked_softmax_(xp, att.reshape(B, nkv, g, rows, kend), allowed5)
+            else:  # causal blocks: one (rows, keys) mask for every head, so the heads split over the cores
+                att4 = att.reshape(B * nkv, g, rows, kend)  # a view (att is our own fresh array)
+                mask = causal_mask(xp, rows, kend)
+                for_rows(xp, B * nkv, g * rows * kend, lambda a, b, s=att4, m=mask: _masked_softmax_(xp, s[a:b], m))
             att_d = att
             if self.dropout_p > 0.0:  # one block then; the mask is the same as over (B, nh, Tq, Tk)
                 m = keep_mask(att.shape, self.dropout_p, self.device)
@@ -172,8 +185,13 @@ class ScaledDotProductAttention(Function):
             if m is not None:
                 g_S *= m
                 g_S *= keep_scale  # g_P
-            g_S -= self._rows(delta, r0, r1)
-            g_S *= P  # g_S / scale: the score scale goes on the small operands
+            d_b = self._rows(delta, r0, r1)  # (B, nkv, g * rows, 1)
+
+            def score_grad(a: int, b: int, g_S: Any = g_S, d_b: Any = d_b, P: Any = P) -> None:
+                g_S[a:b] -= d_b[a:b]
+                g_S[a:b] *= P[a:b]  # g_S / scale: the score scale goes on the small operands
+
+            for_rows(xp, B, g_S[0].size, score_grad)
             if need_q:
                 g_qb = g_S @ k[:, :, :kend]  # (B, nkv, g * rows, hs)
                 g_qb *= scale

@@ -233,3 +233,24 @@ def test_grouped_query_errors(device):
     k2 = ml.tensor(np.ones((1, 2, 2, 2)), device=device)
     with pytest.raises(ValueError, match="do not fit"):
         F.scaled_dot_product_attention(q, k2, k)  # v's heads differ from k's
+
+
+def test_causal_blocks_pooled_equal_inline(rng, monkeypatch):
+    """The softmax and score-gradient passes split over threads give the same bits as one thread."""
+    from minilora import parallel
+    from minilora.ops import attention
+
+    monkeypatch.setattr(attention, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_SIZE", 1)
+    monkeypatch.setattr(parallel, "CHUNK", 8)
+    (q, k, v), _ = make_gqa("cpu", rng, 3, 4, 2, 6, 6, 3)
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(parallel.ENV_VAR, threads)
+        ts = [ml.tensor(a.astype(np.float32), requires_grad=True) for a in (q, k, v)]
+        y = F.scaled_dot_product_attention(*ts, causal=True)
+        y.backward(ml.tensor(np.ones(y.shape, np.float32)))
+        out[threads] = [y.numpy()] + [t.grad for t in ts]
+    for a, b in zip(out["1"], out["2"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(out["1"][0], gqa_ref(q, k, v, causal_ref(6, 6)), rtol=1e-5, atol=1e-6)
