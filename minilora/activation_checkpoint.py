@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from minilora import backend
-from minilora.autograd import Function, backward, enable_grad, is_grad_enabled, no_grad, record_inputs
+from minilora.autograd import Function, backward, enable_grad, is_grad_enabled, no_grad, node_zeros, record_inputs
 from minilora.gradcheck_cases import register
 from minilora.tensor import Tensor
 
@@ -58,7 +58,7 @@ class Checkpoint(Function):
         for u, need in zip(self.inputs, self.needs_input_grad, strict=True):
             g = sunk.get(id(u))
             if need and g is None:
-                g = u.xp.zeros_like(u.data)  # read, but with no path to the output
+                g = node_zeros(u)  # read, but with no path to the output
             grads.append(g.copy() if g is g_y else g)
         return tuple(grads)
 

@@ -96,8 +96,17 @@ class Function:
     fresh_grads = False
     xp: Any
     needs_input_grad: tuple[bool, ...]
-    inputs: tuple[Tensor, ...] | None
+    # The graph's edges: a leaf input as its Tensor, any other input as the Function that made it (see apply)
+    inputs: tuple[Tensor | Function, ...] | None
     saved: Any
+    out_shape: tuple[int, ...]
+    out_dtype: Any
+    requires_grad = True  # as a graph node a Function stands for its output, which always requires grad
+
+    @property
+    def _ctx(self) -> Function:
+        """A node's producer: the Function itself (a leaf Tensor's ``_ctx`` is None), so the engine walks both alike."""
+        return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -129,7 +138,10 @@ class Function:
         fn.saved = ()
         out = Tensor(fn.forward(*datas))
         if record:
-            fn.inputs = inputs
+            # A non-leaf input is recorded by its producer, not its Tensor: the graph then keeps no activation
+            # alive that no backward saved (PyTorch's graph holds nodes, not tensors, for the same reason).
+            fn.inputs = tuple([x if x._ctx is None else x._ctx for x in inputs])
+            fn.out_shape, fn.out_dtype = out.data.shape, out.data.dtype
             out._ctx = fn
             out.requires_grad = True
         return out
@@ -193,8 +205,9 @@ def backward(
     if tuple(grad.shape) != tuple(root.shape):
         raise ValueError(f"backward(): grad shape {tuple(grad.shape)} does not match output shape {tuple(root.shape)}")
 
-    order = _topological_order(root, stop)
-    grads: dict[int, Any] = {id(root): grad}
+    start = root._ctx if root._ctx is not None else root  # the node that stands for root in the graph
+    order = _topological_order(start, stop)
+    grads: dict[int, Any] = {id(start): grad}
     # Arrays already stored as some leaf's .grad (and the caller's grad): a new leaf gradient that may share
     # memory with one of them is copied, so an in-place update of one .grad never changes another.
     handed_out: list[Any] = [grad]
@@ -224,13 +237,14 @@ def backward(
         for x, need, g_x in zip(fn.inputs, fn.needs_input_grad, in_grads, strict=True):
             if not need or g_x is None:
                 continue
-            if g_x.shape != x.data.shape:
+            shape, dtype = node_shape_dtype(x)
+            if g_x.shape != shape:
                 raise RuntimeError(
                     f"{fn.name}.backward returned a gradient of shape {tuple(g_x.shape)} "
-                    f"for an input of shape {tuple(x.shape)}"
+                    f"for an input of shape {tuple(shape)}"
                 )
-            if g_x.dtype != x.data.dtype:
-                g_x = g_x.astype(x.data.dtype)
+            if g_x.dtype != dtype:
+                g_x = g_x.astype(dtype)
             prev = grads.get(id(x))
             if prev is None:
                 grads[id(x)] = g_x
@@ -250,6 +264,19 @@ def backward(
     return sunk
 
 
+def node_shape_dtype(x: Tensor | Function) -> tuple[tuple[int, ...], Any]:
+    """Shape and dtype of a graph node: a leaf Tensor's, or the output of the Function that stands for it."""
+    if isinstance(x, Function):
+        return x.out_shape, x.out_dtype
+    return x.data.shape, x.data.dtype
+
+
+def node_zeros(x: Tensor | Function) -> Any:
+    """Zeros shaped like a graph node's value, on its array module."""
+    shape, dtype = node_shape_dtype(x)
+    return x.xp.zeros(shape, dtype=dtype)
+
+
 def _must_copy(g: Any, arrays: list[Any], views: list[Any]) -> bool:
     """True if g is one of ``arrays``, may overlap one, or is a broadcast view (one element in many places).
 
@@ -263,11 +290,11 @@ def _must_copy(g: Any, arrays: list[Any], views: list[Any]) -> bool:
     return any(xp.may_share_memory(g, v) for v in views)  # g owns its memory: only views can point into it
 
 
-def _topological_order(root: Tensor, stop: dict[int, Tensor]) -> list[Tensor]:
-    """Tensors from root to leaves, each after every tensor that uses it (iterative DFS)."""
-    order: list[Tensor] = []
+def _topological_order(root: Any, stop: dict[int, Any]) -> list[Any]:
+    """Nodes (Functions and leaf Tensors) from root to leaves, each after every node that uses it (iterative DFS)."""
+    order: list[Any] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         t, expanded = stack.pop()
         if expanded:

@@ -168,17 +168,31 @@ def _graph_refs(device):
 
 def test_saved_arrays_are_released_after_backward(device):
     y, refs = _graph_refs(device)
-    assert all(r() is not None for r in refs)
+    gc.collect()
+    assert refs[0]() is None  # the graph holds h's producer (a node), not the Tensor h itself
+    assert all(r() is not None for r in refs[1:])  # ... and what backward saved: Exp's output
     y.backward()
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_graph_keeps_no_activation_that_backward_did_not_save():
+    x = _leaf(np.linspace(0.5, 1.5, 4), "cpu")
+    h = x * 2.0  # Mul by a constant saves the constant, not h; Sum saves only a shape
+    data = weakref.ref(h.data)
+    y = h.sum()
+    del h
+    gc.collect()
+    assert data() is None  # freed at once, as in PyTorch: only saved arrays outlive the forward
+    y.backward()
+    np.testing.assert_allclose(x.grad, np.full(4, 2.0))
 
 
 def test_retained_graph_keeps_saved_arrays(device):
     y, refs = _graph_refs(device)
     y.backward(retain_graph=True)
     gc.collect()
-    assert all(r() is not None for r in refs)
+    assert all(r() is not None for r in refs[1:])  # h's producer and its saved output
 
 
 def test_leaf_gradients_never_alias(device):
