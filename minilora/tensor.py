@@ -28,6 +28,18 @@ def _keep(keepdims: bool, keepdim: bool | None) -> bool:
     return keepdims if keepdim is None else keepdim
 
 
+class _Size(int):
+    """An element count that is also PyTorch's ``size()``: ``t.size`` is an int, ``t.size()`` the shape."""
+
+    def __new__(cls, n: int, shape: tuple[int, ...]) -> _Size:
+        obj = super().__new__(cls, n)
+        obj.shape = shape
+        return obj
+
+    def __call__(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+
 class Tensor:
     """An n-dimensional array with reverse-mode autodiff. ``.data`` is the raw NumPy/CuPy array."""
 
@@ -61,8 +73,9 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        """The number of elements (an int, as NumPy's ``size``; PyTorch's ``size()`` is ``shape`` here)."""
-        return int(self.data.size)
+        """The number of elements (an int, as NumPy's ``size``); called, PyTorch's: ``size()`` the shape,
+        ``size(d)`` one axis."""
+        return _Size(int(self.data.size), tuple(self.data.shape))
 
     def numel(self) -> int:
         """The number of elements (as torch.Tensor.numel)."""

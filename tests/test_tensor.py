@@ -102,3 +102,8 @@ def test_pytorch_names_numel_dim_view_and_dim_keywords(device):
     with pytest.raises(TypeError, match="both axis=0 and dim=1"):
         x.sum(axis=0, dim=1)
     assert x.cpu().device == "cpu"
+
+
+def test_size_is_numpys_count_and_pytorchs_call():
+    x = ml.tensor(np.zeros((3, 4)))
+    assert x.size == 12 and x.size * 2 == 24 and x.size() == (3, 4) and x.size(1) == 4 and x.size(-2) == 3

@@ -124,39 +124,67 @@ def table(reports: Sequence[MatrixReport], ks: Sequence[int]) -> list[str]:
     return out
 
 
+KIND_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F3C8D", "#000000")
+LAYER_STYLES = ("-", "--", "-.", ":")
+
+
+def _kind_and_layer(name: str) -> tuple[str, int | None]:
+    """"transformer.h.2.attn.c_attn.weight" -> ("attn.c_attn", 2); other matrices -> (name, None)."""
+    if ".h." not in name:
+        return name.removesuffix(".weight"), None
+    layer, _, kind = name.split(".h.")[-1].partition(".")
+    return kind.removesuffix(".weight"), int(layer) if layer.isdigit() else None
+
+
 def plot_spectra(path: str, reports: Sequence[MatrixReport]) -> bool:
-    """Normalised singular values and cumulative energy of every update, against a random matrix's; PNG."""
+    """Normalised singular values and cumulative energy of every update, against random matrices'; PNG.
+
+    Colour: the kind of matrix (c_attn, c_fc, ...); line style: the layer; dashed grey: a random
+    Gaussian matrix of each shape that occurs (no structure: its energy spreads over every direction).
+    """
     try:
         import matplotlib  # noqa: PLC0415  (optional extra "plot")
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
+        from matplotlib.lines import Line2D  # noqa: PLC0415
     except ImportError:
         return False
-    fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(12, 4.5))
-    kinds: dict[str, Any] = {}
+    fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(13, 5))
+    kinds: dict[str, str] = {}
+    layers: set[int] = set()
     for r in reports:
-        kind = r.name.split(".h.")[-1].split(".", 1)[-1] if ".h." in r.name else r.name
+        kind, layer = _kind_and_layer(r.name)
         s = np.asarray(r.singular_values)  # host: a list of floats
         if not len(s) or s[0] == 0:
             continue
-        label = None if kind in kinds else kind  # one legend entry per kind of matrix
-        color = kinds.setdefault(kind, f"C{len(kinds) % 10}")
-        ax_s.semilogy(np.arange(1, len(s) + 1), s / s[0], color=color, lw=1, alpha=0.8, label=label)
-        ax_e.plot(np.arange(1, len(s) + 1), np.cumsum(s**2) / (s**2).sum(), color=color, lw=1, alpha=0.8)
-    if reports:  # the no-structure baseline for the largest shape
-        shape = max((r.shape for r in reports), key=lambda sh: sh[0] * sh[1])
+        color = kinds.setdefault(kind, KIND_COLOURS[len(kinds) % len(KIND_COLOURS)])
+        ls = LAYER_STYLES[layer % len(LAYER_STYLES)] if layer is not None else "-"
+        if layer is not None:
+            layers.add(layer)
+        i = np.arange(1, len(s) + 1)
+        ax_s.semilogy(i, s / s[0], color=color, ls=ls, lw=1.3, alpha=0.85)
+        ax_e.plot(i, np.cumsum(s**2) / (s**2).sum(), color=color, ls=ls, lw=1.3, alpha=0.85)
+    shapes = sorted({tuple(r.shape) for r in reports}, key=lambda sh: sh[0] * sh[1])
+    greys = np.linspace(0.25, 0.65, max(len(shapes), 1))
+    handles = [Line2D([], [], color=c, lw=2, label=k) for k, c in kinds.items()]
+    handles += [Line2D([], [], color="0.3", ls=LAYER_STYLES[l % len(LAYER_STYLES)], lw=1.3, label=f"layer {l}")
+                for l in sorted(layers)]
+    for shape, grey in zip(shapes, greys):  # the no-structure baseline of every shape that occurs
         g = np.linalg.svd(np.random.default_rng(0).standard_normal(shape), compute_uv=False)  # host
-        ax_s.semilogy(np.arange(1, len(g) + 1), g / g[0], "k--", lw=1.2, label=f"random {shape[0]}x{shape[1]}")
-        ax_e.plot(np.arange(1, len(g) + 1), np.cumsum(g**2) / (g**2).sum(), "k--", lw=1.2)
-    ax_s.set(title="singular values of Delta W (divided by the largest)", xlabel="index i", ylabel="sigma_i / sigma_1",
-             xscale="log")
-    ax_e.set(title="share of ||Delta W||_F^2 in the top k directions", xlabel="k", ylabel="energy share",
-             xscale="log", ylim=(0, 1.02))
+        i = np.arange(1, len(g) + 1)
+        style = {"color": str(grey), "ls": (0, (5, 2)), "lw": 2.0}
+        ax_s.semilogy(i, g / g[0], **style)
+        ax_e.plot(i, np.cumsum(g**2) / (g**2).sum(), **style)
+        handles.append(Line2D([], [], label=rf"random ${shape[0]} \times {shape[1]}$", **style))
+    ax_s.set(title=r"singular values of $\Delta W$ (divided by the largest)", xlabel=r"index $i$",
+             ylabel=r"$\sigma_i / \sigma_1$", xscale="log")
+    ax_e.set(title=r"share of $\|\Delta W\|_F^2$ in the top $k$ directions", xlabel=r"$k$",
+             ylabel=r"$\sum_{i \leq k} \sigma_i^2 \,/\, \sum_i \sigma_i^2$", xscale="log", ylim=(0, 1.02))
     for ax in (ax_s, ax_e):
         ax.grid(alpha=0.3)
-    ax_s.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

@@ -10,7 +10,9 @@ parameter-efficient methods want a much larger rate than full fine-tuning (LoRA'
 GPT-2 at 2e-4 against 5e-5 or less in full; prompt tuning uses 0.3).
 
 The demo's configs are the registry's defaults (LoRA r=8, alpha=16 on the family's targets, ...)
-plus each variant's ``demo_settings`` (prompt tuning starts from the embeddings of a sentence).
+plus each variant's ``demo_settings`` (prompt tuning starts from the embeddings of the demo's class labels,
+"positive negative": Lester et al.'s best start; from "the answer follows" it learnt nothing at lr 0.3,
+see docs/methods/prompt.md).
 """
 
 from __future__ import annotations

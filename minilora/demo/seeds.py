@@ -91,6 +91,22 @@ def mean_curves(runs: Sequence[DemoResult]) -> list[MethodResult]:
     return out
 
 
+def finished_run(cfg: DemoConfig) -> DemoResult | None:
+    """The run of ``cfg`` read back from its results.json when one with exactly this config is there (an
+    interrupted ``--seeds`` run resumes; a seed may also be run on its own first), else None."""
+    path = os.path.join(cfg.out_dir, "results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
+        return None
+    acc = saved["base_accuracy"]
+    return DemoResult(cfg, [MethodResult(**r) for r in saved["results"]], saved["base_val_loss"],
+                      math.nan if acc is None else acc, saved["pretrain_val_loss"], saved["pretrain_seconds"],
+                      saved["pretrain_cached"], saved["seconds"], {})
+
+
 def run_seeds(cfg: DemoConfig, n_seeds: int, log: Any = print) -> SeedsResult:
     """The demo with fine-tuning seeds ``cfg.ft_seed + k`` for k < n_seeds, then the summary (module docstring)."""
     if not isinstance(n_seeds, int) or n_seeds < 1:
@@ -100,9 +116,11 @@ def run_seeds(cfg: DemoConfig, n_seeds: int, log: Any = print) -> SeedsResult:
     seeds = [cfg.ft_seed + k for k in range(n_seeds)]
     runs = []
     for k, seed in enumerate(seeds):
-        log(f"\n===== fine-tuning seed {seed} ({k + 1} of {n_seeds}) =====")
         sub = dataclasses.replace(cfg, finetune_seed=seed, out_dir=os.path.join(out, f"seed-{seed}"))
-        runs.append(run_demo(sub, log))
+        done = finished_run(sub)
+        log(f"\n===== fine-tuning seed {seed} ({k + 1} of {n_seeds})"
+            + (": finished earlier, read from its results.json =====" if done else " ====="))
+        runs.append(done or run_demo(sub, log))
     seconds = time.perf_counter() - t0
     rows = summary_rows(runs)
     files = {"results.md": os.path.join(out, "results.md"), "results.json": os.path.join(out, "results.json"),

@@ -36,3 +36,12 @@ def test_two_seeds_share_the_base_and_are_summarised(tmp_path):
     assert os.path.isfile(os.path.join(cfg.out_dir, "seed-4", "results.md"))
     with pytest.raises(ValueError, match="--seeds must be a positive integer"):
         run_seeds(cfg, 0)
+
+
+def test_finished_seeds_are_read_back_not_rerun(tmp_path):
+    cfg = DemoConfig.quick(out_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), methods=("ia3",))
+    first = run_seeds(cfg, 2, log=lambda *a: None)
+    lines: list[str] = []
+    again = run_seeds(cfg, 2, log=lines.append)
+    assert sum("finished earlier" in line for line in lines) == 2
+    assert [r.results[0].val_loss_after for r in again.runs] == [r.results[0].val_loss_after for r in first.runs]
