@@ -77,3 +77,13 @@ def check_range(config: Any, name: str, low: float | None = None, high: float | 
         want = f"in {lo}{hi}" if low is not None and high is not None else (
             f"{'>' if low_open else '>='} {low}" if low is not None else f"{'<' if high_open else '<='} {high}")
         raise ValueError(f"{type(config).__name__}.{name} must be {want}, got {value!r}")
+
+
+def from_dict(cls: type, d: dict[str, Any], noun: str = "key") -> Any:
+    """``cls(**d)`` for a config dataclass, after refusing keys it has no field for, in one line listing the
+    valid ones (``GPTConfig: unknown key(s) ['n_embed']; valid keys: [...]``)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown {noun}(s) {unknown}; valid {noun}s: {sorted(names)}")
+    return cls(**d)

@@ -2,6 +2,7 @@
 
 from minilora.nn.attention import CausalSelfAttention, KVCache, LayerKVCache
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
+from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.gpt import GPT, MLP, Block, GPTBase, GPTConfig, GPTForSequenceClassification
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm, skip_init
 from minilora.nn.llama import (
@@ -12,7 +13,7 @@ from minilora.nn.llama import (
     Qwen2ForCausalLM,
     Qwen2ForSequenceClassification,
 )
-from minilora.nn.module import LoadResult, Module, ModuleDict, ModuleList, Parameter, StateDictError
+from minilora.nn.module import LoadResult, Module, Parameter, StateDictError
 from minilora.nn.transaction import Snapshot, all_or_nothing
 
 __all__ = [

@@ -24,10 +24,11 @@ from typing import Any
 
 from minilora.nn.attention import CausalSelfAttention
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
+from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, skip_init, zeros_
-from minilora.nn.module import Module, ModuleDict, ModuleList
+from minilora.nn.module import Module
 from minilora.tensor import Tensor
-from minilora.validate import check_fields, check_range
+from minilora.validate import check_fields, check_range, from_dict
 
 
 @dataclasses.dataclass
@@ -60,11 +61,7 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"GPTConfig.from_dict: unknown keys {unknown} (known: {sorted(known)})")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 class MLP(Module):

@@ -27,11 +27,12 @@ from typing import Any, ClassVar
 from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
+from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.layers import Embedding, Linear, RMSNorm, normal_, skip_init, zeros_
-from minilora.nn.module import Module, ModuleDict, ModuleList
+from minilora.nn.module import Module
 from minilora.ops.rope import rope_cos_sin
 from minilora.tensor import Tensor
-from minilora.validate import check_fields
+from minilora.validate import check_fields, from_dict
 
 
 @dataclasses.dataclass
@@ -116,11 +117,7 @@ class LlamaConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {unknown} (known: {sorted(known)})")
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""The module system: Parameter, Module, ModuleList, ModuleDict.
+"""The module system: Parameter and Module (ModuleList, ModuleDict: containers.py; to(): placement.py).
 
 A Module is a tree. Assigning a Parameter or a Module to an attribute
 registers it (in ``_parameters`` / ``_modules``), so the tree can be walked:
@@ -14,12 +14,13 @@ object: it is listed once, moved once, and autograd sums both gradients into it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from minilora import backend
+from minilora.nn.placement import Placement
 from minilora.tensor import Tensor
 
 
@@ -49,7 +50,7 @@ def _data(v: Any) -> Any:
     return v.data if isinstance(v, Tensor) else v
 
 
-class Module:
+class Module(Placement):
     """Base class of every layer and model. Subclasses call ``super().__init__()`` first, then assign."""
 
     training: bool
@@ -323,7 +324,7 @@ class Module:
                     module._buffers[attr] = new
         return LoadResult(missing, unexpected)
 
-    # ------------------------------------------------------------------ modes, devices, dtypes
+    # ------------------------------------------------------------------ modes (devices and dtypes: Placement)
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             object.__setattr__(m, "training", mode)
@@ -349,78 +350,6 @@ class Module:
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of scalars in the parameters, a tied parameter counted once."""
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
-
-    @property
-    def device(self) -> str:
-        """The device of the first parameter (or buffer); "cpu" for a module without state."""
-        for p in self.parameters():
-            return p.device
-        for b in self.buffers():
-            return backend.device_of(_data(b))
-        return "cpu"
-
-    @property
-    def dtype(self) -> Any:
-        """The dtype of the first floating parameter (float32 unless converted)."""
-        for p in self.parameters():
-            if backend.is_floating(p.dtype):
-                return p.dtype
-        return np.dtype(np.float32)
-
-    def to(self, device: str | None = None, dtype: Any = None) -> Module:
-        """Move (and/or cast floating state to ``dtype``) in place: the same Parameter objects, so ties stay ties.
-
-        ``dtype`` may be a name: "float32", "float16"/"half"/"fp16", "bfloat16"/"bf16" (needs ml_dtypes),
-        and ``to("bfloat16")`` reads a dtype name given in place of the device, as PyTorch's ``to`` does.
-        """
-        if device is not None and device not in backend.DEVICES and dtype is None:
-            try:
-                device, dtype = None, backend.resolve_dtype(device)
-            except TypeError:
-                pass  # not a dtype name either: module_for names the bad device below
-        if device is not None:
-            backend.module_for(device)  # a clear error for an unknown or unavailable device
-        if dtype is not None:
-            dtype = backend.resolve_dtype(dtype)
-            if not backend.is_floating(dtype):
-                raise TypeError(f"{type(self).__name__}.to: dtype must be floating point, got {dtype}")
-        for p in self.parameters():
-            p.data = _convert(p.data, device, dtype)
-            if p.grad is not None:
-                p.grad = _convert(p.grad, device, dtype)
-        for module in self.modules():
-            for name, b in list(module._buffers.items()):
-                if b is None:
-                    continue
-                if isinstance(b, Tensor):
-                    b.data = _convert(b.data, device, dtype)
-                else:
-                    module._buffers[name] = _convert(b, device, dtype)
-        return self
-
-    def cpu(self) -> Module:
-        """Move every parameter and buffer to the host (``to("cpu")``), in place."""
-        return self.to("cpu")
-
-    def cuda(self) -> Module:
-        """Move every parameter and buffer to the GPU (``to("cuda")``, CuPy), in place."""
-        return self.to("cuda")
-
-    def double(self) -> Module:
-        """Cast floating state to float64 (for finite-difference checks); ``to(dtype=np.float32)`` casts back."""
-        return self.to(dtype=np.float64)
-
-    def float(self) -> Module:
-        """Cast floating state to float32 (the default dtype)."""
-        return self.to(dtype=np.float32)
-
-    def half(self) -> Module:
-        """Cast floating state to float16: a frozen base then takes half the bytes (see docs/memory.md)."""
-        return self.to(dtype=np.float16)
-
-    def bfloat16(self) -> Module:
-        """Cast floating state to bfloat16 (float32's range, 8 bits of mantissa; needs ml_dtypes on the CPU)."""
-        return self.to(dtype="bfloat16")
 
     # ------------------------------------------------------------------ calling and printing
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - interface
@@ -454,101 +383,9 @@ def _slot_value(slot: tuple[Module, str, str]) -> Any:
     return module._parameters[attr] if kind == "parameter" else module._buffers[attr]
 
 
-def _convert(a: Any, device: str | None, dtype: Any) -> Any:
-    if dtype is not None and backend.is_floating(a.dtype) and a.dtype != dtype:
-        a = a.astype(dtype)
-    if device is not None and backend.device_of(a) != device:
-        a = backend.to_device(a, device)
-    return a
-
-
 def _fresh_copy(array: Any, device: str, dtype: Any) -> Any:
     """``array`` on ``device`` in ``dtype``, never sharing memory with the caller's array."""
     out = backend.to_device(array, device, dtype)
     if out is array or (isinstance(array, np.ndarray) and isinstance(out, np.ndarray) and np.shares_memory(out, array)):
         out = out.copy()
     return out
-
-
-class ModuleList(Module):
-    """Submodules in a list, registered as "0", "1", ... (GPT's transformer.h)."""
-
-    def __init__(self, modules: Iterable[Module] = ()) -> None:
-        super().__init__()
-        for m in modules:
-            self.append(m)
-
-    def _key(self, index: int) -> str:
-        n = len(self._modules)
-        if not -n <= index < n:
-            raise IndexError(f"ModuleList index {index} out of range for length {n}")
-        return str(index % n)
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return ModuleList(list(self._modules.values())[index])
-        return self._modules[self._key(index)]
-
-    def __setitem__(self, index: int, module: Module) -> None:
-        self.add_module(self._key(index), module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(list(self._modules.values()))
-
-    def append(self, module: Module) -> ModuleList:
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        for m in modules:
-            self.append(m)
-        return self
-
-    def __repr__(self) -> str:
-        if not self._modules:
-            return "ModuleList()"
-        first = next(iter(self._modules.values()))
-        if len(self._modules) > 1 and all(repr(m) == repr(first) for m in self._modules.values()):
-            # n identical blocks print once, as PyTorch does
-            body = repr(first).replace("\n", "\n  ")
-            return f"ModuleList(\n  (0-{len(self._modules) - 1}): {len(self._modules)} x {body}\n)"
-        return super().__repr__()
-
-
-class ModuleDict(Module):
-    """Submodules by name (GPT's transformer: wte, wpe, drop, h, ln_f); also reachable as attributes."""
-
-    def __init__(self, modules: Mapping[str, Module] | None = None) -> None:
-        super().__init__()
-        for name, m in (modules or {}).items():
-            self[name] = m
-
-    def __getitem__(self, name: str) -> Module:
-        return self._modules[name]
-
-    def __setitem__(self, name: str, module: Module) -> None:
-        self.add_module(name, module)
-
-    def __delitem__(self, name: str) -> None:
-        del self._modules[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._modules
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._modules))
-
-    def keys(self) -> list[str]:
-        return list(self._modules)
-
-    def values(self) -> list[Module]:
-        return list(self._modules.values())
-
-    def items(self) -> list[tuple[str, Module]]:
-        return list(self._modules.items())

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
-from minilora.validate import check_fields
+from minilora.validate import check_fields, from_dict
 
 CONFIG_TYPES: dict[str, type[PeftConfig]] = {}  # peft_type -> config class, filled as the classes are defined
 
@@ -69,12 +69,7 @@ class PeftConfig:
         kind = d.pop("peft_type", None)
         if kind not in CONFIG_TYPES:
             raise ValueError(f"unknown peft_type {kind!r}; expected one of {list(CONFIG_TYPES)}")
-        cls = CONFIG_TYPES[kind]
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}")
-        return cls(**d)
+        return from_dict(CONFIG_TYPES[kind], d, noun="field")
 
 
 def check_positive(cfg: PeftConfig, *names: str) -> None:

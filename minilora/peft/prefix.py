@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 from minilora import backend
 from minilora import functional as F  # noqa: N812
 from minilora.autograd import no_grad
+from minilora.nn.containers import ModuleList
 from minilora.nn.layers import Linear
-from minilora.nn.module import Module, ModuleList, Parameter
+from minilora.nn.module import Module, Parameter
 from minilora.peft.config import PeftConfig, check_positive
 from minilora.tensor import Tensor
 

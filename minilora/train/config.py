@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from minilora.validate import check_fields, check_range
+from minilora.validate import check_fields, check_range, from_dict
 
 
 @dataclasses.dataclass
@@ -73,8 +73,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict; an unknown key is an error that lists the valid ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown option(s) {unknown}; valid options: {sorted(names)}")
-        return cls(**d)
+        return from_dict(cls, d, noun="option")
