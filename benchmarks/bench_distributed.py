@@ -7,6 +7,8 @@ alternating, ``--rounds`` times; the table shows medians. Weak scaling: each ran
 batch (medium: 8 x 240 tokens), so 2 ranks train twice the examples per step, and the scaling is the
 whole world's tokens/s over one rank's (ideal 2.0x). On a shared machine the other processes take
 cores too: the load average before and after is printed with the table, and belongs beside any figure.
+"idle estimate" reads CPU time instead (which the other processes do not inflate): 2 x one rank's CPU
+time per step over a rank's CPU time per step outside the gradient sync plus the all-reduce by itself.
 
 Bytes per step: what one all-reduce of the trainable gradients moves per rank each optimizer step
 (``GradBuckets.nbytes``; a ring all-reduce sends and receives about this much per rank, whatever N).
@@ -54,20 +56,22 @@ def worker(method: str, shape_name: str, steps: int) -> None:
     cfg = TrainConfig(max_steps=10**6, batch_size=shape["batch"], warmup_steps=0, eval_interval=0,
                       eval_at_start=False, progress=False, lr=1e-3)
     trainer = Trainer(model, task, cfg)
-    sync, spent = trainer.dp.sync_gradients, [0.0]
+    sync, spent, spent_cpu = trainer.dp.sync_gradients, [0.0], [0.0]
 
     def timed_sync(loss_sum):  # the all-reduce's share of the step, waiting for the slower rank included
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = sync(loss_sum)
         spent[0] += time.perf_counter() - t0
+        spent_cpu[0] += time.process_time() - c0  # MPI waits by spinning: CPU time too
         return out
 
     trainer.dp.sync_gradients = timed_sync
     trainer.fit(steps=1)  # warm-up: first-touch of every buffer, MPI's first connection
-    spent[0] = 0.0
+    spent[0] = spent_cpu[0] = 0.0
     distributed.barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(steps=steps)
+    compute_cpu = time.process_time() - c0 - spent_cpu[0]  # this rank's own work, whatever else ran meanwhile
     distributed.barrier()
     seconds = time.perf_counter() - t0
     alone = 0.0  # the all-reduce of one step's buffer by itself: every rank enters together (no waiting)
@@ -83,7 +87,7 @@ def worker(method: str, shape_name: str, steps: int) -> None:
         tokens = steps * world * shape["batch"] * t
         print(json.dumps({"method": method, "ranks": world, "tokens_per_s": tokens / seconds,
                           "ms_per_step": 1e3 * seconds / steps, "allreduce_ms": 1e3 * spent[0] / steps,
-                          "allreduce_alone_ms": 1e3 * alone,
+                          "allreduce_alone_ms": 1e3 * alone, "compute_cpu_ms": 1e3 * compute_cpu / steps,
                           "bytes_per_step": trainer.dp.bytes_per_step,
                           "trainable": sum(int(p.data.size) for _, p in trainer._trainable)}), flush=True)
 
@@ -124,14 +128,21 @@ def main() -> None:
     def med(method: str, n: int, key: str) -> float:
         return statistics.median(r[key] for r in runs[(method, n)])
 
+    def estimate(method: str) -> float:
+        """2 x one rank's CPU time per step / (a rank's CPU time per step outside the sync + the all-reduce alone):
+        the scaling an idle machine would give if each rank had a core of its own (CPU time does not count the
+        time the other processes held the core)."""
+        one = med(method, 1, "compute_cpu_ms")
+        return 2 * one / (med(method, 2, "compute_cpu_ms") + med(method, 2, "allreduce_alone_ms"))
+
     shape = SHAPES[args.shape]
     print(f"shape {args.shape}: n_layer {shape['n_layer']}, n_embd {shape['n_embd']}, batch {shape['batch']} x "
           f"{T.get(args.shape, shape['block_size'])} tokens per rank; {os.cpu_count()} CPUs; 1 BLAS thread per rank; "
           f"medians of {args.rounds} alternating runs of {args.steps} steps; load average (1 min) "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print("| method | trainable | all-reduced per step | 1 rank tokens/s | 2 ranks tokens/s | scaling | "
-          "wait + all-reduce ms/step | all-reduce alone ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "wait + all-reduce ms/step | all-reduce alone ms | idle estimate |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     full_bytes = med("full", 2, "bytes_per_step") if "full" in methods else None
     results = []
     for method in methods:
@@ -140,8 +151,9 @@ def main() -> None:
         ratio = f" ({full_bytes / nbytes:,.0f}x less)" if full_bytes and method != "full" else ""
         print(f"| {method} | {int(med(method, 2, 'trainable')):,} | {nbytes / 2**20:,.2f} MiB{ratio} | {one:,.0f} | "
               f"{two:,.0f} | {two / one:.2f}x | {med(method, 2, 'allreduce_ms'):.1f} | "
-              f"{med(method, 2, 'allreduce_alone_ms'):.1f} |")
-        results.append({"method": method, "scaling": two / one, "tokens_per_s": {"1": one, "2": two},
+              f"{med(method, 2, 'allreduce_alone_ms'):.1f} | {estimate(method):.2f}x |")
+        results.append({"method": method, "scaling": two / one, "idle_estimate": estimate(method),
+                        "tokens_per_s": {"1": one, "2": two},
                         "bytes_per_step": nbytes, "runs": {str(n): runs[(method, n)] for n in (1, 2)}})
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
