@@ -10,13 +10,13 @@ The registry (minilora.models) binds each family to its converter module
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minilora.hf import safetensors_io as stio
 from minilora.hf.gpt2 import CONFIG_NAME, UnsupportedCheckpointError
+from minilora.io import resolve_folder
 
 
 def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dtype: Any = None, **kwargs: Any) -> Any:
@@ -29,7 +29,7 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dtype: An
     """
     from minilora.models import family_for_model_type  # noqa: PLC0415
 
-    p = Path(path)
+    p = resolve_folder(path)  # a save killed mid-swap: the complete set still on disk
     if not p.is_dir():
         raise FileNotFoundError(2, "no such checkpoint folder", str(p))
     hf = stio.read_json(p / CONFIG_NAME)

@@ -16,7 +16,6 @@ every key, shape and the file named, before a model is built.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 from minilora import backend
 from minilora.hf import safetensors_io as stio
 from minilora.hf.gpt2 import CONFIG_NAME, WEIGHTS_NAME, UnsupportedCheckpointError, read_hf_tensors
+from minilora.io import atomic_folder, resolve_folder
 
 BUFFERS = ("rotary_emb.inv_freq",)
 # transformers' defaults: a key missing from config.json means this value
@@ -146,7 +146,7 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
     Only JSON and safetensors are read: loading never executes code. Nothing is built
     until every tensor has been checked against the config.
     """
-    p = Path(path)
+    p = resolve_folder(path)  # a save killed mid-swap: the complete set still on disk
     if not p.is_dir():
         raise FileNotFoundError(2, "no such checkpoint folder", str(p))
     hf = stio.read_json(p / CONFIG_NAME)
@@ -167,7 +167,7 @@ def save_pretrained(model: Any, path: str | os.PathLike[str], tokenizer: Any = N
     """Write ``model`` as a folder transformers' LlamaForCausalLM / Qwen2ForCausalLM loads.
 
     Files: model.safetensors (transformers' names, float32, no lm_head.weight when tied,
-    metadata {"format": "pt"}) and config.json (written last), each atomically; plus
+    metadata {"format": "pt"}) and config.json, as one unit (minilora.io.atomic_folder); plus
     tokenizer.json when a tokenizer with save_pretrained is given. An adapted model must be
     merged first: LoRA factors have no place in the file.
     """
@@ -185,10 +185,9 @@ def save_pretrained(model: Any, path: str | os.PathLike[str], tokenizer: Any = N
         raise UnsupportedCheckpointError(f"save_pretrained: the model has no {missing[0]} of shape "
                                          f"{expected[missing[0]]}")
     tensors = {k: np.ascontiguousarray(state[k], dtype=np.float32) for k in expected}
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    stio.write_safetensors(p / WEIGHTS_NAME, tensors, metadata={"format": "pt"})
-    stio.write_json(p / CONFIG_NAME, config_to_hf(model.config, {**getattr(model, "hf_config", {}),
-                                                                 **(extra_config or {})}))
-    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(p)
+    with atomic_folder(path) as folder:  # config and weights land together, or neither (see minilora.io)
+        stio.write_safetensors(folder.path(WEIGHTS_NAME), tensors, metadata={"format": "pt"})
+        stio.write_json(folder.path(CONFIG_NAME), config_to_hf(model.config, {**getattr(model, "hf_config", {}),
+                                                                              **(extra_config or {})}))
+        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(folder.root)

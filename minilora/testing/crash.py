@@ -61,6 +61,17 @@ def _host_state(model: Any) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- the five kinds
+def _hf_model(version: int) -> Any:
+    if version != 2:
+        return _gpt(version, n_layer=version)
+    import minilora as ml  # noqa: PLC0415
+    from minilora.nn.llama import LlamaConfig, LlamaForCausalLM  # noqa: PLC0415
+
+    ml.manual_seed(version)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1))
+
+
 def _adapter_model(version: int) -> Any:
     import minilora as ml  # noqa: PLC0415
     from minilora import peft  # noqa: PLC0415
@@ -116,7 +127,7 @@ class Kind:
 
 
 def _kinds() -> dict[str, Kind]:
-    from minilora.hf.gpt2 import from_pretrained, save_pretrained  # noqa: PLC0415
+    from minilora.hf import from_pretrained, save_pretrained  # noqa: PLC0415
     from minilora.train import load_checkpoint, save_checkpoint  # noqa: PLC0415
 
     def ckpt_load(t: Path) -> str:
@@ -129,9 +140,9 @@ def _kinds() -> dict[str, Kind]:
                         lambda t: _adapter_digest(t, "minilora")),
         "peft": Kind(lambda v, t: _adapter_model(v), lambda m, t: m.save_adapter(str(t), format="peft"),
                      lambda t: _adapter_digest(t, "peft")),
-        # another architecture each version: a mixture of config.json and weights cannot load
-        "hf": Kind(lambda v, t: _gpt(v, n_layer=v), lambda m, t: save_pretrained(m, t),
-                   lambda t: _digest(_host_state(from_pretrained(t)))),
+        # another architecture each version (GPT-2, Llama, a deeper GPT-2): a mixture cannot load
+        "hf": Kind(lambda v, t: _hf_model(v), lambda m, t: save_pretrained(m, t),
+                   lambda t: _digest(_host_state(m := from_pretrained(t)), type(m).__name__)),
         "run": Kind(lambda v, t: _run_trainer(v, t), lambda tr, t: tr.save(), _run_digest),
     }
 
