@@ -37,13 +37,7 @@ class PeftLayer(Module):
     # ------------------------------------------------------------------ attribute fallback
     def __getattr__(self, name: str) -> Any:
         # Code that reads the wrapped module's settings (attn.n_head, c_attn.in_features) keeps working.
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            base = self.__dict__.get("_modules", {}).get("base_layer")
-            if base is None:
-                raise
-            return getattr(base, name)
+        return wrapped_getattr(self, name, "base_layer")
 
     # ------------------------------------------------------------------ adapters
     @property
@@ -159,6 +153,17 @@ class PeftLayer(Module):
 def trained_dtype(base_dtype: Any) -> Any:
     """The dtype adapter tensors are created in over a base of ``base_dtype``: float32 over a 16-bit base."""
     return np.dtype(np.float32) if backend.is_16bit(base_dtype) else base_dtype
+
+
+def wrapped_getattr(wrapper: Module, name: str, child: str) -> Any:
+    """``wrapper.name`` from the Module itself, else from its registered child ``child`` (the wrapped module)."""
+    try:
+        return Module.__getattr__(wrapper, name)
+    except AttributeError:
+        inner = wrapper.__dict__.get("_modules", {}).get(child)
+        if inner is None:
+            raise
+        return getattr(inner, name)
 
 
 def _move(value: Any, device: str) -> None:

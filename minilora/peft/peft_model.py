@@ -24,7 +24,7 @@ from minilora.optim import param_groups
 from minilora.peft import adapter_files
 from minilora.peft.adapter import ModulesToSave
 from minilora.peft.attach import attach
-from minilora.peft.base_layer import PeftLayer
+from minilora.peft.base_layer import PeftLayer, wrapped_getattr
 from minilora.peft.config import PeftConfig
 from minilora.peft.fingerprint import base_fingerprint, check_fingerprint, plain_name
 from minilora.peft.linear4bit import Linear4bit
@@ -91,13 +91,7 @@ class PeftModel(PeftNames, Module):
         self.base_model.set_submodule(target, module)
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            base = self.__dict__.get("_modules", {}).get("base_model")
-            if base is None:
-                raise
-            return getattr(base, name)  # config, lm_head, transformer, ... of the base model
+        return wrapped_getattr(self, name, "base_model")  # config, lm_head, transformer, ... of the base model
 
     # ------------------------------------------------------------------ layers
     def peft_layers(self) -> list[tuple[str, PeftLayer]]:
