@@ -30,6 +30,23 @@ def has_demo_outputs(run_dir: str) -> bool:
 
 def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """(W_0 by name, fine-tuned weights by name, LoRA's s B A by weight name or None) from a demo folder."""
+    return _load(run_dir)[:3]
+
+
+def block_linear_weights(model: Any) -> set[str]:
+    """The weight names of the Linear layers inside the model's blocks (what LoRA adapts; not embeddings or head).
+
+    The blocks are the causal-LM core's ``model.blocks`` (GPT-2's transformer.h, Llama's model.layers), so the
+    family says where they are.
+    """
+    from minilora.nn import Linear  # noqa: PLC0415
+
+    modules = dict(model.named_modules())
+    prefix = next(n for n, m in modules.items() if m is model.blocks)
+    return {f"{n}.weight" for n, m in modules.items() if n.startswith(prefix + ".") and isinstance(m, Linear)}
+
+
+def _load(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, set[str]]:
     from minilora.peft import PeftConfig  # noqa: PLC0415
     from minilora.peft.io import base_fingerprint, read_adapter  # noqa: PLC0415
     from minilora.train import build_model, load_checkpoint  # noqa: PLC0415
@@ -38,7 +55,8 @@ def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
         raise MissingRunError(2, "no demo outputs (base.npz and adapters/full/); run 'minilora demo' first", run_dir)
     ckpt = load_checkpoint(os.path.join(run_dir, "base.npz"))
     base = dict(ckpt.weights)
-    fingerprint = base_fingerprint(build_model(ckpt))
+    model = build_model(ckpt)
+    fingerprint = base_fingerprint(model)
     full_dir = os.path.join(run_dir, "adapters", "full")
     meta, full = read_adapter(full_dir)
     _same_base(meta, fingerprint, full_dir)
@@ -53,7 +71,7 @@ def load_updates(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
             if key.endswith(".lora_A"):
                 path = key[: -len(".lora_A")]
                 lora[f"{path}.weight"] = (scaling * (arrays[f"{path}.lora_B"] @ a)).astype(a.dtype)  # (out, in)
-    return base, full, lora
+    return base, full, lora, block_linear_weights(model)
 
 
 def _same_base(meta: dict[str, Any], fingerprint: str, directory: str) -> None:
@@ -72,18 +90,13 @@ class Analysis:
     files: dict[str, str]
 
 
-def is_block_linear(name: str) -> bool:
-    """The Linear weights inside the transformer blocks (what LoRA adapts), not the embeddings."""
-    return ".h." in f".{name}" and name.endswith(".weight") and ("attn." in name or "mlp." in name)
-
-
 def run_analysis(run_dir: str, out_dir: str | None = None, ks: Sequence[int] = KS, log: Any = print) -> Analysis:
     """Analyse a demo folder; write analysis.md, analysis.json and spectra.png into ``out_dir`` (default: it)."""
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
-    base, full, lora = load_updates(run_dir)
+    base, full, lora, block_weights = _load(run_dir)
     reports = analyze_updates(base, full, lora, ks)
-    blocks = [r for r in reports if is_block_linear(r.name)]
+    blocks = [r for r in reports if r.name in block_weights]
     k_word = 8 if 8 in ks else max(ks)
     summary = verdict(blocks or reports, k_word)
     lines = table(reports, ks)

@@ -1,9 +1,9 @@
 """minilora.nn: modules, layers, attention, the causal-LM core, the GPT-2 and Llama models (see docs/models.md)."""
 
-from minilora.nn.attention import CausalSelfAttention, KVCache, LayerKVCache
+from minilora.nn.attention import KVCache, LayerKVCache
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
-from minilora.nn.gpt import GPT, MLP, Block, GPTBase, GPTConfig, GPTForSequenceClassification
+from minilora.nn.gpt import GPT, MLP, Block, CausalSelfAttention, GPTBase, GPTConfig, GPTForSequenceClassification
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm, skip_init
 from minilora.nn.llama import (
     LlamaConfig,

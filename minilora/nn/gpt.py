@@ -22,7 +22,8 @@ import dataclasses
 import math
 from typing import Any
 
-from minilora.nn.attention import CausalSelfAttention
+from minilora import functional as F  # noqa: N812
+from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, skip_init, zeros_
@@ -62,6 +63,49 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         return from_dict(cls, d)
+
+
+class CausalSelfAttention(Module):
+    """Multi-head causal self-attention with a fused q/k/v projection (c_attn) and an output projection (c_proj)."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"CausalSelfAttention: n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
+        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Any = None,
+        prefix_kv: tuple[Tensor, Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
+    ) -> Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        p = self.dropout if self.training else 0.0
+        if kv_cache is None and prefix_kv is None:  # training and plain scoring: one fused op from c_attn's output
+            mask = key_mask("CausalSelfAttention", attention_mask, T, T, 0, x.device)  # (B, 1, T, T)
+            y = F.self_attention(self.c_attn(x), nh, mask=mask, causal=True, dropout_p=p)  # (B, T, C)
+            return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+        q, k, v = F.split(self.c_attn(x), 3, axis=2)  # 3 x (B, T, C)
+        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
+        Tk = k.shape[2]
+        k, v, n_prefix = with_prefix("CausalSelfAttention", k, v, prefix_kv)  # (B, nh, P + T_past + T, hs)
+        mask = key_mask("CausalSelfAttention", attention_mask, T, Tk, n_prefix, x.device)  # (B, 1, T, P + Tk)
+        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+
+    def extra_repr(self) -> str:
+        return f"n_embd={self.n_embd}, n_head={self.n_head}"
 
 
 class MLP(Module):

@@ -50,7 +50,6 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 FINGERPRINT_KEY = "minilora_base_fingerprint"  # safetensors metadata; PEFT ignores it
-HF_LINEAR = ("lm_head", "score")  # torch.nn.Linear in transformers' GPT-2 models; the other projections are Conv1D
 TASK_TYPES = (None, "CAUSAL_LM", "SEQ_CLS")
 # PEFT options that change what the tensors mean, with the values minilora computes
 NEUTRAL: dict[str, tuple[Any, ...]] = {

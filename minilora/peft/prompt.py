@@ -69,7 +69,7 @@ def _init_ids(
 class PromptEmbedding(Module):
     """The soft prompt E (P, C) as the Parameter ``embedding``; ``forward_kwargs(B)`` feeds it to the GPT.
 
-    ``wte`` is the model's token Embedding (or its weight): the source of the text init
+    ``word_embeddings`` (PEFT's name) is the model's token Embedding (or its weight): the source of the text init
     and of the random init's scale; E is created on its device in its dtype.
     """
 
@@ -77,19 +77,19 @@ class PromptEmbedding(Module):
         self,
         config: PromptTuningConfig,
         model_config: Any,
-        wte: Any,
+        word_embeddings: Any,
         tokenizer: Any = None,
         init_token_ids: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(config, PromptTuningConfig):
             raise TypeError(f"PromptEmbedding: expected a PromptTuningConfig, got {type(config).__name__}")
-        table = getattr(wte, "weight", wte)
+        table = getattr(word_embeddings, "weight", word_embeddings)
         table = table.data if isinstance(table, Tensor) else table
         V, C = model_config.vocab_size, model_config.n_embd
         if not backend.is_array(table) or tuple(table.shape) != (V, C):
             raise ValueError(
-                f"PromptEmbedding: wte must be the model's ({V}, {C}) token embedding, "
+                f"PromptEmbedding: word_embeddings must be the model's ({V}, {C}) token embedding, "
                 f"got {getattr(table, 'shape', type(table).__name__)}"
             )
         if backend.is_16bit(table.dtype):
@@ -99,7 +99,7 @@ class PromptEmbedding(Module):
         if config.init == "text":
             ids = _init_ids(config, V, tokenizer, init_token_ids)
             self.init_token_ids = ids
-            e = table[backend.to_device(ids, backend.device_of(table), "int64")].copy()  # (P, C): wte rows
+            e = table[backend.to_device(ids, backend.device_of(table), "int64")].copy()  # (P, C): token-embedding rows
         else:
             self.init_token_ids = None
             noise = backend.to_device(backend.host_rng().standard_normal((P, C)), backend.device_of(table), table.dtype)

@@ -85,7 +85,7 @@ def match_targets(
     else:
         entries = list(target_modules)
         if not entries:
-            raise ValueError("target_modules is empty: name at least one module (e.g. ('c_attn',) or 'all-linear')")
+            raise ValueError("target_modules is empty: name at least one module (a dotted suffix, or 'all-linear')")
         missing = [e for e in entries if not any(_matches(n, e) for n in names)]
         if missing:
             raise ValueError(

@@ -76,7 +76,7 @@ def _adapter_model(version: int) -> Any:
     import minilora as ml  # noqa: PLC0415
     from minilora import peft  # noqa: PLC0415
 
-    model = peft.get_peft_model(_gpt(0), peft.LoraConfig(r=2, lora_alpha=8 * version, target_modules=("c_attn",)))
+    model = peft.get_peft_model(_gpt(0), peft.LoraConfig(r=2, lora_alpha=8 * version))
     ml.manual_seed(version)
     rng = np.random.default_rng(version)
     for p in model.adapter_state().values():

@@ -1,4 +1,7 @@
-"""CausalSelfAttention: NumPy reference, gradchecks (plain, padding mask, prefix_kv), causality, padding, KV cache."""
+"""nn/attention.py's hooks (padding mask, prefix_kv, KV cache) through GPT-2's CausalSelfAttention (nn/gpt.py).
+
+NumPy reference, gradchecks (plain, padding mask, prefix_kv), causality, padding, KV cache.
+"""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_bad_input_is_refused_clearly():
         PromptEmbedding(text, CFG, model.transformer.wte)
     with pytest.raises(IndexError, match=r"\[11\] are outside the vocabulary \[0, 11\)"):
         PromptEmbedding(text, CFG, model.transformer.wte, init_token_ids=[1, 11])
-    with pytest.raises(ValueError, match=r"wte must be the model's \(11, 8\) token embedding"):
+    with pytest.raises(ValueError, match=r"word_embeddings must be the model's \(11, 8\) token embedding"):
         PromptEmbedding(PromptTuningConfig(2), CFG, model.transformer.wpe)
     with pytest.raises(TypeError, match="expected a PromptTuningConfig"):
         PromptEmbedding(PrefixTuningConfig(), CFG, model.transformer.wte)

@@ -14,8 +14,8 @@ from minilora.peft.registry import Method, Option, Variant, register
 def inject(peft: Any, adapter_name: str, config: PromptTuningConfig, activate: bool) -> list[str]:
     """A PromptEmbedding whose prompt_embeds every forward and generate receives (text init: peft.tokenizer)."""
     base = peft.base_model
-    wte = base.get_submodule(family_of(base).embed_path)
-    encoder = PromptEmbedding(config, getattr(base, "config", None), wte, tokenizer=peft.tokenizer)
+    embed = base.get_submodule(family_of(base).embed_path)
+    encoder = PromptEmbedding(config, getattr(base, "config", None), embed, tokenizer=peft.tokenizer)
     encoder.to(base.device, trained_dtype(base.dtype))  # float32 over a 16-bit base
     peft.add_encoder(adapter_name, encoder, activate)
     return []
