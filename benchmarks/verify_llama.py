@@ -8,7 +8,8 @@ Run in the reference environment (PyTorch, transformers, peft; never minilora's 
 For each of LlamaForCausalLM and Qwen2ForCausalLM (2 layers, 4 heads, 2 key/value heads,
 vocab 100, random weights): transformers' save_pretrained -> minilora.hf.from_pretrained,
 then logits, loss and every parameter gradient compared in float64 and float32, greedy
-generation with and without the KV cache, minilora's save_pretrained read back by
+generation with and without the KV cache (also on a left-padded batch, where transformers' generate
+derives position_ids from the mask and so does minilora's), minilora's save_pretrained read back by
 transformers, and a LoRA adapter exchanged with PEFT in both directions (Llama).
 
 In float64 transformers' rotary embedding and RMSNorm are patched to compute in float64
@@ -130,6 +131,39 @@ def generation(kind: str, folder: Path) -> dict[str, bool]:
             "minilora no cache == hf": bool((b == want).all())}
 
 
+def left_padded(seed: int = 3, B: int = 3, T: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """A batch whose rows are left-padded with id 0 by 0, 2 and 4 positions, and its padding mask."""
+    ids = np.random.default_rng(seed).integers(1, SHAPE["vocab_size"], (B, T))
+    mask = np.ones_like(ids)
+    for row, n in enumerate((0, 2, 4)[:B]):
+        ids[row, :n], mask[row, :n] = 0, 0
+    return ids, mask
+
+
+def padded(kind: str, folder: Path) -> dict[str, float | bool]:
+    """Left padding: forward (positions 0, 1, ... as transformers' forward; or position_ids from the mask) and
+    greedy generation (transformers' generate derives position_ids from the mask; so does minilora's)."""
+    ref = hf_model(kind)
+    ours = ml.hf.from_pretrained(folder)
+    ids, mask = left_padded()
+    real = mask.astype(bool)
+    t_ids, t_mask = torch.tensor(ids), torch.tensor(mask)
+    t_pos = torch.tensor(backend.to_host(ml.nn.mask_positions(mask)))
+    with torch.no_grad():
+        plain = ref(t_ids, attention_mask=t_mask).logits.double().numpy()
+        from_mask = ref(t_ids, attention_mask=t_mask, position_ids=t_pos).logits.double().numpy()
+    a, _ = ours(ids, attention_mask=mask)
+    b, _ = ours(ids, attention_mask=mask, position_ids=ml.nn.mask_positions(mask))
+    want = ref.generate(t_ids, attention_mask=t_mask, max_new_tokens=12, do_sample=False, pad_token_id=0).numpy()
+    return {
+        "forward, plain positions: max |logit diff| on real tokens": float(np.abs(a.numpy() - plain)[real].max()),
+        "forward, position_ids from the mask": float(np.abs(b.numpy() - from_mask)[real].max()),
+        "generate with cache == hf": bool((ours.generate(ids, 12, do_sample=False, attention_mask=mask) == want).all()),
+        "generate without cache == hf": bool((ours.generate(ids, 12, do_sample=False, attention_mask=mask,
+                                                            use_cache=False) == want).all()),
+    }
+
+
 def round_trip(kind: str, folder: Path, tmp: Path) -> float:
     """minilora's save_pretrained, loaded by transformers: max |logit difference| to the original."""
     ours = ml.hf.from_pretrained(folder)
@@ -185,6 +219,24 @@ def tiny_tokenizer():  # noqa: ANN201
     return tok
 
 
+def write_padded_fixtures(out: Path) -> None:
+    """transformers' logits (plain positions; position_ids from the mask) and greedy tokens on a left-padded batch
+    for the fixture folders: {kind}_padded_expected.npz."""
+    for kind in ("llama", "qwen2"):
+        ref = transformers.AutoModelForCausalLM.from_pretrained(out / kind, dtype=torch.float32).eval()
+        ids, mask = left_padded()
+        t_ids, t_mask = torch.tensor(ids), torch.tensor(mask)
+        pos = t_mask.long().cumsum(-1) - 1  # what transformers' generate derives
+        pos = pos.masked_fill(t_mask == 0, 0)
+        with torch.no_grad():
+            plain = ref(t_ids, attention_mask=t_mask).logits.numpy()
+            from_mask = ref(t_ids, attention_mask=t_mask, position_ids=pos).logits.numpy()
+        greedy = ref.generate(t_ids, attention_mask=t_mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+        real = mask.astype(bool)  # the logits of real tokens only (N, V): padded rows' are never read
+        np.savez(out / f"{kind}_padded_expected.npz", ids=ids, mask=mask, positions=pos.numpy(), logits=plain[real],
+                 logits_mask_positions=from_mask[real], greedy=greedy.numpy())
+
+
 def write_fixtures(out: Path) -> None:
     """Small folders (bf16 single file for Llama, f16 two shards for Qwen2) + transformers' float32 logits."""
     out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +256,7 @@ def write_fixtures(out: Path) -> None:
         np.savez(out / f"{kind}_expected.npz", ids=ids, logits=out_.logits.numpy(), loss=out_.loss.numpy(),
                  greedy=greedy)
         print(f"fixture {out / kind}: {sum(f.stat().st_size for f in (out / kind).iterdir()):,} bytes")
+    write_padded_fixtures(out)
     tiny_tokenizer().save(str(out / "llama" / "tokenizer.json"))  # so the command line can run on the folder
     # a LoRA adapter written by PEFT on the Llama fixture, and the adapted model's logits
     import peft  # noqa: PLC0415
@@ -246,6 +299,9 @@ def main() -> int:
             g = generation(kind, folder)
             ok &= all(g.values())
             print(f"{kind} greedy generation, 12 tokens: {g}")
+            lp = padded(kind, folder)
+            ok &= all(v <= 2e-4 if isinstance(v, float) else v for v in lp.values())
+            print(f"{kind} left-padded batch (pads 0, 2, 4): {lp}")
             rt = round_trip(kind, folder, tmp)
             ok &= rt <= 1e-5
             print(f"{kind} minilora save_pretrained -> transformers: max |logit diff| {rt:.2e}")

@@ -4,6 +4,7 @@ from minilora.nn.attention import KVCache, LayerKVCache
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.gpt import GPT, MLP, Block, CausalSelfAttention, GPTBase, GPTConfig, GPTForSequenceClassification
+from minilora.nn.inputs import mask_positions
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm, skip_init
 from minilora.nn.llama import (
     LlamaConfig,
@@ -22,4 +23,5 @@ __all__ = [
     "LoadResult", "Module", "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "SequenceClassifierMixin",
     "Snapshot", "StateDictError", "all_or_nothing", "skip_init", "LlamaConfig", "LlamaForCausalLM",
     "LlamaForSequenceClassification", "Qwen2Config", "Qwen2ForCausalLM", "Qwen2ForSequenceClassification",
+    "mask_positions",
 ]

@@ -103,12 +103,17 @@ class CausalLMBase(GradientCheckpointing, Module):
         prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
         prompt_embeds: Tensor | None = None,
         kv_cache: KVCache | None = None,
+        position_ids: Any = None,
         check_ids: bool = True,
     ) -> tuple[Tensor, int]:
         """The final hidden states (B, P + T, C) after the final norm, and P, the soft prompt positions in them.
 
         With a kv_cache holding earlier positions, only the new tokens are computed
         (P is then 0: the soft prompt was processed at the first step).
+        position_ids (B, P + T) or (P + T,): the positions of what is computed, counted from the first
+        soft-prompt position (cache included; prefix-tuning keys not: the family adds their offset).
+        None: past, past + 1, ..., as transformers' forward does, padding or not; generate passes
+        the positions a padding mask implies (mask_positions), as transformers' generate does.
         """
         name, C = type(self).__name__, self.hidden_size
         device = self.device
@@ -141,7 +146,10 @@ class CausalLMBase(GradientCheckpointing, Module):
         x = self.embed_tokens(ids, check_ids=False)  # (B, T, C)
         if pe is not None:
             x = F.concat([expand_batch(pe, B), x], axis=1)  # (B, P + T, C)
-        pos = backend.module_for(device).arange(start, start + P + T)  # (P + T,)
+        if position_ids is None:
+            pos = backend.module_for(device).arange(start, start + P + T)  # (P + T,)
+        else:
+            pos = self.check_positions(position_ids, B, P + T, start - past, check_ids) + (start - past)  # (B, P + T)
         x, block_kwargs = self.positions(x, pos)  # (B, P + T, C)
         mask = self.full_mask(attention_mask, B, past + P + T, n_prompt, device)
         for i, block in enumerate(self.blocks):
@@ -156,6 +164,21 @@ class CausalLMBase(GradientCheckpointing, Module):
         if kv_cache is not None and past == 0:
             kv_cache.n_prompt = P
         return self.final_norm(x), P  # (B, P + T, C)
+
+    def check_positions(self, position_ids: Any, B: int, n: int, offset: int, check_range: bool = True) -> Any:
+        """position_ids as a (B, n) or (n,) integer device array within [0, max_positions - offset), or an error."""
+        name = type(self).__name__
+        pos = as_ids(position_ids, self.device, "position_ids", name)
+        if tuple(pos.shape) not in ((n,), (B, n)):
+            raise ValueError(f"{name}: position_ids must be ({B}, {n}) or ({n},) (soft prompt + tokens), "
+                             f"got {tuple(pos.shape)}")
+        if check_range:
+            xp = backend.get_array_module(pos)
+            lo, hi = backend.to_host(xp.stack([pos.min(), pos.max()])).tolist()  # host: one small transfer
+            if lo < 0 or hi + offset >= self.max_positions:
+                raise ValueError(f"{name}: position_ids reach {lo if lo < 0 else hi + offset}, outside "
+                                 f"[0, {self.max_positions_field} {self.max_positions})")
+        return pos
 
     def full_mask(self, attention_mask: Any, B: int, total: int, n_prompt: int, device: str) -> Any:
         """The (B, total) padding mask over every position: ones are put in front for soft prompt positions."""
@@ -218,12 +241,16 @@ class CausalLMMixin:
         prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
         prompt_embeds: Tensor | None = None,
         kv_cache: KVCache | None = None,
+        position_ids: Any = None,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits (B, T, V) over the T real tokens, mean cross entropy over targets != -100 or None).
 
+        position_ids: None counts positions from 0 (plus the cache), padding or not, as transformers'
+        forward does; pass ``mask_positions(attention_mask)`` for what generate uses on left padding.
         logits is None when the chunked loss ran (targets given, B * T * V > ``chunked_loss_threshold``)."""
         h, P = self.hidden_states(  # type: ignore[attr-defined]
-            idx, attention_mask=attention_mask, prefix_kv=prefix_kv, prompt_embeds=prompt_embeds, kv_cache=kv_cache
+            idx, attention_mask=attention_mask, prefix_kv=prefix_kv, prompt_embeds=prompt_embeds, kv_cache=kv_cache,
+            position_ids=position_ids,
         )
         if P:
             h = h[:, P:, :]  # drop the soft prompt positions: (B, T, C)

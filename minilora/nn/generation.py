@@ -26,7 +26,7 @@ from typing import Any
 from minilora import backend
 from minilora.autograd import no_grad
 from minilora.nn.attention import KVCache
-from minilora.nn.inputs import as_ids, as_mask
+from minilora.nn.inputs import as_ids, as_mask, mask_positions
 from minilora.tensor import Tensor
 
 FORWARD_KWARGS = ("prefix_kv", "prompt_embeds", "attention_mask")
@@ -113,7 +113,8 @@ def _generate(
     mask = kwargs.get("attention_mask")
     mask = None if mask is None else as_mask(mask, device)
     limit = model.max_positions - model.position_offset(prefix_kv[0][0].shape[2] if prefix_kv else 0)
-    window = limit - (prompt.shape[-2] if prompt is not None else 0)  # real tokens that fit
+    n_prompt = prompt.shape[-2] if prompt is not None else 0
+    window = limit - n_prompt  # real tokens that fit
     if window < 1:
         raise ValueError(f"{type(model).__name__}.generate: the soft prompt and prefix fill the whole "
                          f"{model.max_positions_field} {model.max_positions}")
@@ -125,15 +126,18 @@ def _generate(
         T = ids.shape[1]
         if cache is not None and T <= window:
             first = cache.length == 0
+            n = T + n_prompt if first else 1  # positions computed now (the soft prompt at the first step)
             h, _ = model.hidden_states(
                 ids if first else ids[:, -1:], attention_mask=mask, prefix_kv=prefix_kv,
                 prompt_embeds=prompt if first else None, kv_cache=cache, check_ids=False,
+                position_ids=None if mask is None else mask_positions(mask, n_prompt)[:, -n:],
             )
         else:
             cache = None  # the window slides past the position limit: recompute it
+            part = None if mask is None else mask[:, -window:]
             h, _ = model.hidden_states(
-                ids[:, -window:], attention_mask=None if mask is None else mask[:, -window:],
-                prefix_kv=prefix_kv, prompt_embeds=prompt, check_ids=False,
+                ids[:, -window:], attention_mask=part, prefix_kv=prefix_kv, prompt_embeds=prompt, check_ids=False,
+                position_ids=None if part is None else mask_positions(part, n_prompt),
             )
         logits = model.lm_head(h[:, -1, :]).data  # (B, V)
         nxt = next_tokens(xp, logits, temperature, top_k, top_p, rng).astype(ids.dtype)  # (B, 1), on the device

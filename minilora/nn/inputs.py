@@ -1,4 +1,5 @@
-"""Token ids and padding masks as arrays on a device: what every model forward and ``generate`` accept."""
+"""Token ids and padding masks as arrays on a device (what every model forward and ``generate`` accept),
+and the positions a padding mask implies."""
 
 from __future__ import annotations
 
@@ -26,3 +27,21 @@ def as_mask(mask: Any, device: str) -> Any:
     if not backend.is_array(data):
         data = backend.to_device(data, "cpu")
     return data if backend.device_of(data) == device else backend.to_device(data, device)
+
+
+def mask_positions(attention_mask: Any, n_prompt: int = 0) -> Any:
+    """Positions (B, n_prompt + Tk) from a (B, Tk) padding mask, as transformers' generate derives position_ids:
+
+        position_ids = cumsum(mask) - 1, and 0 where mask is 0
+
+    so a left-padded row's first real token is at position 0, as it would be without the padding
+    (n_prompt soft-prompt positions, always real, come first). Without padding this is 0, 1, 2, ...
+    """
+    data = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+    if not backend.is_array(data):
+        data = backend.to_device(data, "cpu")
+    xp = backend.get_array_module(data)
+    real = data != 0  # (B, Tk)
+    if n_prompt:
+        real = xp.concatenate([xp.ones((real.shape[0], n_prompt), dtype=bool), real], axis=1)  # (B, P + Tk)
+    return xp.where(real, xp.cumsum(real, axis=1) - 1, 0)  # (B, P + Tk)

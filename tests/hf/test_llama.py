@@ -39,6 +39,24 @@ def test_fixture_logits_loss_and_greedy_equal_transformers(device, kind, cls):
         np.testing.assert_array_equal(backend.to_host(out), expected["greedy"])
 
 
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_left_padded_batch_equals_transformers(device, kind):
+    """transformers' forward counts positions 0, 1, ... whatever the mask (so does minilora's without position_ids);
+    its generate derives position_ids = cumsum(mask) - 1 (so does minilora's: mask_positions)."""
+    expected = np.load(FIXTURES / f"{kind}_padded_expected.npz")
+    model = from_pretrained(FIXTURES / kind, device=device)
+    ids, mask = (backend.to_device(expected[k], device) for k in ("ids", "mask"))
+    real = expected["mask"].astype(bool)
+    pos = ml.nn.mask_positions(mask)
+    np.testing.assert_array_equal(backend.to_host(pos), expected["positions"])
+    for logits, want in ((model(ids, attention_mask=mask)[0], "logits"),
+                         (model(ids, attention_mask=mask, position_ids=pos)[0], "logits_mask_positions")):
+        np.testing.assert_allclose(backend.to_host(logits.data)[real], expected[want], rtol=1e-4, atol=2e-5)
+    for use_cache in (True, False):
+        out = model.generate(ids, 8, do_sample=False, use_cache=use_cache, attention_mask=mask)
+        np.testing.assert_array_equal(backend.to_host(out), expected["greedy"])
+
+
 def test_save_pretrained_round_trip_and_dtype(tmp_path):
     model = from_pretrained(FIXTURES / "qwen2")
     model.save_pretrained(tmp_path / "out")

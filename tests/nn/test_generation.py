@@ -85,3 +85,47 @@ def test_bad_options_are_one_line_errors(kw, field):
     with pytest.raises(ValueError, match=field) as e:
         m.generate(np.array([[1, 2]]), 2, **kw)
     assert "\n" not in str(e.value)
+
+
+def test_mask_positions_are_transformers_cumsum_minus_one():
+    from minilora.nn import mask_positions
+
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(mask_positions(mask), [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4], [0, 1, 2, 0, 0]])
+    np.testing.assert_array_equal(mask_positions(mask[:1], n_prompt=2), [[0, 1, 0, 0, 2, 3, 4]])
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_left_padded_row_generates_what_it_would_alone(device, rng, family, use_cache):
+    """generate takes positions from the padding mask (as transformers' generate): the pads shift nothing.
+    GPT-2's learned position table makes this fail with plain positions 0, 1, ... on the padded row."""
+    from minilora.models import get_family
+
+    fam = get_family(family)
+    ml.manual_seed(1)
+    m = fam.build(fam.sized_config(vocab_size=11, n_layer=1, n_head=2, n_embd=8, block_size=16)).to(device)
+    ids = rng.integers(1, 11, (2, 6))
+    ids[0, :3] = 0
+    mask = np.ones_like(ids)
+    mask[0, :3] = 0
+    out = backend.to_host(m.generate(backend.to_device(ids, device), 6, do_sample=False, use_cache=use_cache,
+                                     attention_mask=backend.to_device(mask, device)))
+    alone = backend.to_host(m.generate(backend.to_device(ids[:1, 3:], device), 6, do_sample=False))
+    np.testing.assert_array_equal(out[0, 3:], alone[0])
+    np.testing.assert_array_equal(out[1], backend.to_host(m.generate(backend.to_device(ids[1:], device), 6,
+                                                                     do_sample=False))[0])
+
+
+def test_position_ids_shift_gpt2_positions_and_bad_ones_are_one_line(device, rng):
+    m = tiny(device)
+    ids = backend.to_device(rng.integers(0, 11, (1, 4)), device)
+    plain, _ = m(ids)
+    same, _ = m(ids, position_ids=backend.to_device(np.arange(4), device))
+    shifted, _ = m(ids, position_ids=backend.to_device(np.arange(2, 6)[None], device))
+    np.testing.assert_array_equal(backend.to_host(same.data), backend.to_host(plain.data))
+    assert not np.allclose(backend.to_host(shifted.data), backend.to_host(plain.data))
+    with pytest.raises(ValueError, match=r"position_ids must be \(1, 4\) or \(4,\).*got \(3,\)"):
+        m(ids, position_ids=backend.to_device(np.arange(3), device))
+    with pytest.raises(ValueError, match=r"position_ids reach 8, outside \[0, block_size 8\)"):
+        m(ids, position_ids=backend.to_device(np.arange(5, 9), device))
