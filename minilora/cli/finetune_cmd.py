@@ -121,12 +121,11 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     if not trainer.dp.is_main:
         return 0
+    extra = None if data.labels is None else labels_file(data.labels)
     try:
-        size = peft.save_adapter(out, format=args.format)
+        size = peft.save_adapter(out, format=args.format, extra_files=extra)  # labels.json in the same unit
     except (ValueError, NotImplementedError, ImportError) as exc:
         raise CLIError(f"--format {args.format}: {exc}") from None
-    if data.labels is not None:
-        save_labels(out, data.labels)
     before, after = history.val_loss[0], history.val_loss[-1]
     print(f"done: {trainer.step} steps in {seconds:.1f} s, val loss {before:.4f} -> {after:.4f}; "
           f"{trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s; adapter {size:,} bytes in {out}"
@@ -148,9 +147,17 @@ def classifier(model: Any, config: Any, num_labels: int, seed: int) -> tuple[Any
     return clf, config
 
 
-def save_labels(directory: str, labels: list[str]) -> None:
-    """labels.json beside a classification adapter: the label names in id order (read by eval and generate)."""
+def labels_file(labels: list[str]) -> dict[str, str]:
+    """{labels.json: text} beside a classification adapter: the label names in id order (read by eval and
+    generate), saved in one unit with the adapter."""
     from minilora.cli.finetune_data import LABELS_FILE  # noqa: PLC0415
+
+    return {LABELS_FILE: json.dumps({"labels": labels}) + "\n"}
+
+
+def save_labels(directory: str, labels: list[str]) -> None:
+    """labels.json written alone into an existing adapter folder (an atomic file; prefer ``labels_file``)."""
     from minilora.io import atomic_write_text  # noqa: PLC0415
 
-    atomic_write_text(os.path.join(directory, LABELS_FILE), json.dumps({"labels": labels}) + "\n")
+    for name, text in labels_file(labels).items():
+        atomic_write_text(os.path.join(directory, name), text)

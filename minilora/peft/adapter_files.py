@@ -101,11 +101,15 @@ def adapter_size(directory: str) -> int:
     return sum(os.path.getsize(os.path.join(directory, f)) for f in (CONFIG_FILE, WEIGHTS_FILE))
 
 
-def write_adapter(model: Any, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
-    """Write one adapter of PeftModel ``model`` to ``directory`` (created if needed); returns its size in bytes."""
+def write_adapter(model: Any, directory: str, adapter_name: str | None = None, format: str = "minilora",
+                  extra_files: dict[str, str] | None = None) -> int:
+    """Write one adapter of PeftModel ``model`` to ``directory`` (created if needed); returns its size in bytes.
+
+    ``extra_files`` ({name: text}, e.g. a classifier's labels.json) are written in the same unit as the adapter.
+    """
     check_format(format, "save_adapter")
     if format == "peft":
-        return peft_format.save_adapter(model, directory, adapter_name)
+        return peft_format.save_adapter(model, directory, adapter_name, extra_files=extra_files)
     name = model.active_adapter if adapter_name is None else adapter_name
     state = model.adapter_state(name)
     arrays = {k: np.ascontiguousarray(backend.to_host(p.data)) for k, p in state.items()}  # host: writing a file
@@ -128,6 +132,8 @@ def write_adapter(model: Any, directory: str, adapter_name: str | None = None, f
     with atomic_folder(directory) as folder:  # both files land together, or neither (see minilora.io)
         folder.write_npz(WEIGHTS_FILE, arrays)
         folder.write_text(CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        for extra, text in (extra_files or {}).items():
+            folder.write_text(extra, text)
     return adapter_size(directory)
 
 

@@ -29,9 +29,13 @@ from minilora.peft.peft_model import PeftModel
 __all__ = ["AdapterError", "adapter_size", "base_fingerprint", "load_adapter", "read_adapter", "save_adapter"]
 
 
-def save_adapter(model: PeftModel, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
-    """Write one adapter of ``model`` to ``directory`` (created if needed); returns its size on disk in bytes."""
-    return write_adapter(model, directory, adapter_name, format=format)
+def save_adapter(model: PeftModel, directory: str, adapter_name: str | None = None, format: str = "minilora",
+                 extra_files: dict[str, str] | None = None) -> int:
+    """Write one adapter of ``model`` to ``directory`` (created if needed); returns its size on disk in bytes.
+
+    ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit.
+    """
+    return write_adapter(model, directory, adapter_name, format=format, extra_files=extra_files)
 
 
 def load_adapter(

@@ -326,10 +326,11 @@ def read_fingerprint(directory: str | os.PathLike[str]) -> str | None:
     return stio.read_metadata(resolve_folder(directory) / WEIGHTS_NAME).get(FINGERPRINT_KEY)
 
 
-def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str | None = None) -> int:
+def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: str | None = None,
+                 extra_files: dict[str, str] | None = None) -> int:
     """Write a PeftModel's adapter in PEFT's format (LoRA, DoRA, VeRA); returns its size on disk in bytes.
 
-    The config is written last, so a half-written folder never looks complete.
+    The folder (and ``extra_files``, {name: text}) is written as one unit (minilora.io.atomic_folder).
     """
     name = model.active_adapter if adapter_name is None else adapter_name
     config = model.peft_config.get(name)
@@ -345,6 +346,8 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
     with atomic_folder(p) as folder:  # both files land together, or neither (see minilora.io)
         stio.write_safetensors(folder.path(WEIGHTS_NAME), tensors, metadata=metadata)
         stio.write_json(folder.path(CONFIG_NAME), hf_config)
+        for extra, text in (extra_files or {}).items():
+            folder.write_text(extra, text)
     return sum((p / f).stat().st_size for f in (CONFIG_NAME, WEIGHTS_NAME))
 
 

@@ -333,9 +333,13 @@ class PeftModel(PeftNames, Module):
                 return groups
         return param_groups(self, weight_decay, lr)
 
-    def save_adapter(self, directory: str, adapter_name: str | None = None, format: str = "minilora") -> int:
-        """Write the adapter (config JSON + weights, never pickle) to ``directory``; returns its bytes on disk."""
-        return adapter_files.write_adapter(self, directory, adapter_name, format=format)
+    def save_adapter(self, directory: str, adapter_name: str | None = None, format: str = "minilora",
+                     extra_files: dict[str, str] | None = None) -> int:
+        """Write the adapter (config JSON + weights, never pickle) to ``directory``; returns its bytes on disk.
+
+        ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit.
+        """
+        return adapter_files.write_adapter(self, directory, adapter_name, format=format, extra_files=extra_files)
 
     def load_adapter(
         self, directory: str, adapter_name: str = "default", format: str | None = None, is_trainable: bool = False
