@@ -4,8 +4,10 @@
 
 30 layers, hidden 576, intermediate 1536, 9 heads, 3 key/value heads, vocab 49,152, tied embeddings (as
 HuggingFaceTB/SmolLM2-135M; random weights: nothing is downloaded). The tokenizer stored with it is the
-character one, whose ids are a small corner of the 49,152-entry vocabulary. ``--seq-len`` sets
-max_position_embeddings, which is the window ``finetune`` trains on (rotary positions hold no weights).
+default character one (96 characters) padded with 49,056 CJK Extension B characters to the model's
+vocabulary (a checkpoint's tokenizer must match it), so the built-in corpora use a small corner of it.
+``--seq-len`` sets max_position_embeddings, the window ``finetune`` trains on (rotary positions hold no
+weights).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     ml.manual_seed(args.seed)
     model = build_model({**SMOLLM2_135M, "max_position_embeddings": args.seq_len})
     os.makedirs(os.path.dirname(os.path.abspath(args.path)), exist_ok=True)
-    save_checkpoint(args.path, model, tokenizer=CharTokenizer.default())
+    chars = CharTokenizer.default().chars
+    pad = [chr(0x20000 + i) for i in range(SMOLLM2_135M["vocab_size"] - len(chars))]  # CJK ext. B: unused
+    save_checkpoint(args.path, model, tokenizer=CharTokenizer(chars + pad))
     print(f"{args.path}: {model.num_parameters():,} parameters")
 
 
