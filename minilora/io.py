@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-TEST_HOOK = "MINILORA_TEST_KILL_AT"  # tests only: "<point>[:<n>]" SIGKILLs this process at the n-th such point
+TEST_HOOK = "MINILORA_TEST_KILL_AT"  # tests only: "<point>[:<n>[:TERM]]" SIGKILLs (or SIGTERMs) this process at
+# the n-th such point
 
 
 def _hook(point: str) -> None:
@@ -45,14 +46,15 @@ def _hook(point: str) -> None:
     spec = os.environ.get(TEST_HOOK)
     if not spec:
         return
-    name, _, count = spec.partition(":")
+    name, _, rest = spec.partition(":")
+    count, _, sig = rest.partition(":")
     if name != point:
         return
     seen = _HOOK_COUNTS[point] = _HOOK_COUNTS.get(point, 0) + 1
     if seen >= int(count or 1):
         import signal  # noqa: PLC0415
 
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGTERM if sig == "TERM" else signal.SIGKILL)
 
 
 _HOOK_COUNTS: dict[str, int] = {}

@@ -105,3 +105,17 @@ def test_read_npz_checks_the_directory_before_reading(tmp_path):
     np.savez(tmp_path / "ok.npz", w=np.zeros((2, 3), np.float32))
     with pytest.raises(io.ArchiveError, match=r"shape \(2, 3\) in the file, \(3, 2\) expected"):
         io.read_npz(tmp_path / "ok.npz", want={"w": (3, 2)})
+
+
+def test_sigterm_during_a_save_removes_its_temporary_files(tmp_path):
+    """The CLI turns SIGTERM into KeyboardInterrupt, so an interrupted folder save cleans up after itself."""
+    out = tmp_path / "run"
+    argv = ["pretrain", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size",
+            "2", "--max-steps", "1", "--eval-batches", "1", "--corpus-size", "60", "--no-progress",
+            "--out-dir", str(out)]
+    env = {**os.environ, io.TEST_HOOK: "folder-between-files:1:TERM"}
+    proc = subprocess.run([sys.executable, "-m", "minilora.cli", *argv], env=env, capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "minilora: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder beside it
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]  # only the live log: no half-saved set
