@@ -142,11 +142,13 @@ LAYER_STYLES = ("-", "--", "-.", ":")
 
 
 def _kind_and_layer(name: str) -> tuple[str, int | None]:
-    """"transformer.h.2.attn.c_attn.weight" -> ("attn.c_attn", 2); other matrices -> (name, None)."""
-    if ".h." not in name:
-        return name.removesuffix(".weight"), None
-    layer, _, kind = name.split(".h.")[-1].partition(".")
-    return kind.removesuffix(".weight"), int(layer) if layer.isdigit() else None
+    """The path after a block's index and that index: "transformer.h.2.attn.c_attn.weight" -> ("attn.c_attn", 2),
+    "model.layers.2.self_attn.q_proj.weight" -> ("self_attn.q_proj", 2); matrices outside the blocks -> (name, None)."""
+    parts = name.removesuffix(".weight").split(".")
+    i = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+    if i is None or i == len(parts) - 1:
+        return ".".join(parts), None
+    return ".".join(parts[i + 1:]), int(parts[i])
 
 
 def plot_spectra(path: str, reports: Sequence[MatrixReport]) -> bool:

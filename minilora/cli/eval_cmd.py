@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter is not None:
         model, labels = _adapter_model(model, args.adapter, args)
     model.eval()
-    block = model.config.block_size - getattr(_prompt_tokens(model), "num_virtual_tokens", 0)
+    block = model.max_positions - _taken_positions(model)
     if args.data is not None or labels is not None:
         if args.data is None:
             raise CLIError("--adapter: a classification adapter needs --data (a JSONL file of {text, label} lines)")
@@ -90,12 +90,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prompt_tokens(model: Any) -> Any:
-    """The soft prompt of a prompt-tuned model (it takes positions from the window), else None."""
-    encoders = getattr(model, "prompt_encoder", None)
-    active = getattr(model, "active_adapter", None)
-    enc = encoders[active] if encoders is not None and active in encoders else None
-    return enc if type(enc).__name__ == "PromptEmbedding" else None
+def _taken_positions(model: Any) -> int:
+    """Positions the active adapter's virtual tokens take from the window, as finetune leaves room for them:
+    prompt tuning's soft prompt, or a prefix under a family that places it (Llama: position_offset)."""
+    from minilora.peft.registry import method_of  # noqa: PLC0415
+
+    configs = getattr(model, "peft_config", None)
+    if not configs:
+        return 0
+    config = configs[model.active_adapter]
+    virtual = getattr(config, "num_virtual_tokens", 0)
+    return virtual if method_of(config).prepends_tokens else model.position_offset(virtual)
 
 
 def _report(args: argparse.Namespace, model: Any, tokenizer: Any, block: int, labels: list[str] | None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.hf import safetensors_io as stio
-from minilora.hf.gpt2 import CONFIG_NAME, WEIGHTS_NAME, UnsupportedCheckpointError, read_hf_tensors
+from minilora.hf.gpt2 import CONFIG_NAME, INDEX_NAME, WEIGHTS_NAME, UnsupportedCheckpointError, read_hf_tensors
 from minilora.io import atomic_folder, resolve_folder
 
 BUFFERS = ("rotary_emb.inv_freq",)
@@ -110,14 +110,21 @@ def expected_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_tensors(tensors: dict[str, np.ndarray], model: Any, source: str) -> dict[str, np.ndarray]:
-    """The file's tensors under the model's names; every missing, unexpected or misshapen key in one error."""
+def check_tensors(
+    tensors: dict[str, np.ndarray], model: Any, source: str, shards: dict[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """The file's tensors under the model's names; every missing, unexpected or misshapen key in one error.
+
+    shards: key -> the file holding it (a sharded folder's weight_map), named beside each misfit key."""
     expected = expected_shapes(model)
+    shards = shards or {}
     found = {k: v for k, v in tensors.items() if not k.endswith(BUFFERS)}
     problems = [f"missing key: {k}" for k in expected if k not in found]
     tied_head = "lm_head.weight" if model.config.tie_word_embeddings else None
-    problems += [f"unexpected key: {k}" for k in found if k not in expected and k != tied_head]
-    problems += [f"{k}: shape {tuple(found[k].shape)} in the file, {shape} expected for this config"
+    problems += [f"unexpected key: {k}" + (f" (in {shards[k]})" if k in shards else "")
+                 for k in found if k not in expected and k != tied_head]
+    problems += [f"{k}: shape {tuple(found[k].shape)} in {shards.get(k, 'the file')}, {shape} expected for this "
+                 "config"
                  for k, shape in expected.items() if k in found and tuple(found[k].shape) != shape]  # fmt: skip
     if tied_head in found and not np.array_equal(found[tied_head], found.get("model.embed_tokens.weight")):  # host
         problems.append("lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
@@ -155,7 +162,11 @@ def from_pretrained(path: str | os.PathLike[str], device: str = "cpu", dropout: 
         config.attention_dropout = dropout
     tensors = read_hf_tensors(p)
     model = _skeleton(config)
-    state = check_tensors(tensors, model, source=str(p / WEIGHTS_NAME))
+    if (p / WEIGHTS_NAME).is_file():
+        state = check_tensors(tensors, model, source=str(p / WEIGHTS_NAME))
+    else:  # sharded: the index, and each misfit key's shard
+        shards = stio.read_json(p / INDEX_NAME).get("weight_map", {})
+        state = check_tensors(tensors, model, source=str(p / INDEX_NAME), shards=shards)
     model.load_state_dict(state, strict=False)  # a tied lm_head is embed_tokens: one of its names is enough
     model.hf_config = {k: hf[k] for k in TOKEN_IDS if k in hf}
     model.name_or_path = str(p)

@@ -102,6 +102,10 @@ def test_pretrain_finetune_generate_eval_on_the_llama_family(tmp_path, capsys, f
                  "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("1+1=")
     assert main(["eval", "--checkpoint", ckpt, "--corpus", "arithmetic", "--corpus-size", "40"]) == 0
+    for method in ("lora", "prefix"):  # a Llama prefix takes positions: eval's windows leave it room, as finetune's
+        assert main(["eval", "--checkpoint", ckpt, "--adapter", str(tmp_path / method), "--corpus", "arithmetic",
+                     "--corpus-size", "40"]) == 0
+        assert "validation loss" in capsys.readouterr().out
 
 
 def test_unknown_family_and_gqa_mistakes(cli_error):

@@ -97,6 +97,16 @@ def test_tensors_that_do_not_fit_are_named(tmp_path):
     msg = str(e.value)
     assert "model.safetensors" in msg and "missing key: model.norm.weight" in msg
     assert "model.layers.0.self_attn.k_proj.weight: shape (4, 16) in the file, (8, 16) expected" in msg
+    sharded = tmp_path / "s"  # a sharded folder: the index, and the shard holding the misfit tensor
+    shutil.copytree(FIXTURES / "qwen2", sharded)
+    shard = json.loads((sharded / "model.safetensors.index.json").read_text())["weight_map"][
+        "model.layers.0.self_attn.k_proj.weight"]
+    t = read_safetensors(sharded / shard)
+    t["model.layers.0.self_attn.k_proj.weight"] = np.zeros((4, 16), np.float32)
+    save_file(t, sharded / shard)
+    with pytest.raises(UnsupportedCheckpointError, match=rf"(?s)model.safetensors.index.json does not fit .*"
+                       rf"k_proj.weight: shape \(4, 16\) in {shard}, \(8, 16\) expected"):
+        from_pretrained(sharded)
 
 
 def test_adapted_models_must_be_merged_before_saving(tmp_path):
