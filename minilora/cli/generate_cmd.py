@@ -76,12 +76,10 @@ def _first(ids: list[int], value: int) -> int:
 
 def _decode(tokenizer: Any, ids: Any) -> str:
     """The text of ``ids``; ids outside the tokenizer (a padded vocabulary) are shown as U+FFFD, and said so."""
-    from minilora import backend  # noqa: PLC0415
+    from minilora.data.tokenizer import decode_known  # noqa: PLC0415
 
-    flat = [int(i) for i in backend.to_host(ids).reshape(-1).tolist()]  # host: the text is printed
-    unknown = sorted({i for i in flat if not 0 <= i < tokenizer.vocab_size})
-    if not unknown:
-        return tokenizer.decode(ids)
-    print(f"minilora: note: ids {unknown[:10]} are outside the tokenizer's {tokenizer.vocab_size} tokens (a padded "
-          "vocabulary?): shown as U+FFFD", file=sys.stderr)
-    return "".join(tokenizer.decode([i]) if 0 <= i < tokenizer.vocab_size else "\ufffd" for i in flat)
+    text, unknown = decode_known(tokenizer, ids)
+    if unknown:
+        print(f"minilora: note: ids {unknown[:10]} are outside the tokenizer's {tokenizer.vocab_size} tokens (a "
+              "padded vocabulary?): shown as U+FFFD", file=sys.stderr)
+    return text

@@ -113,3 +113,19 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+def decode_known(tokenizer: Any, ids: Any) -> tuple[str, list[int]]:
+    """(the text of ``ids``, the ids the tokenizer lacks): those are shown as U+FFFD.
+
+    A model's vocabulary may be larger than its tokenizer's (Llama-style folders pad it), so
+    generated ids can fall outside what the tokenizer decodes.
+    """
+    data = getattr(ids, "data", ids) if not backend.is_array(ids) else ids  # a Tensor's array
+    data = backend.to_host(data) if backend.is_array(data) else np.asarray(data)  # host: the text is printed
+    flat = [int(i) for i in data.reshape(-1).tolist()]
+    V = tokenizer.vocab_size
+    unknown = sorted({i for i in flat if not 0 <= i < V})
+    if not unknown:
+        return tokenizer.decode(flat), []
+    return "".join(tokenizer.decode([i]) if 0 <= i < V else "\ufffd" for i in flat), unknown

@@ -25,6 +25,7 @@ from minilora import backend
 from minilora.autograd import no_grad
 from minilora.data.batches import shard_batch
 from minilora.data.jsonl import Segments, completion_segments, split_answer
+from minilora.data.tokenizer import decode_known
 from minilora.train.tasks import LMTask
 
 Example = Segments | tuple[str, str]  # segments, or a (prompt, answer) pair
@@ -150,6 +151,6 @@ def greedy_samples(
             n = max_new_tokens or len(tokenizer.encode(expected)) + 4
             idx = backend.to_device(ids.reshape(1, -1), device)
             new = model.generate(idx, n, temperature=0.0, eos_token_id=eos)[0, len(ids):]
-            got = tokenizer.decode(new).split("\n")[0]
+            got = decode_known(tokenizer, new)[0].split("\n")[0]  # a padded model vocabulary: U+FFFD
             out.append((prompt, expected, got))
     return out

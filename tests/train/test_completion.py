@@ -81,3 +81,15 @@ def test_greedy_samples_decode_the_last_answer(device):
     assert [(p, e) for p, e, _ in samples] == [("\nab=", "a"), ("\nba=", "b")]
     for (prompt, answer), (_, _, got) in zip(pairs, samples):
         assert (got == answer) == _greedy_matches(model, prompt, answer)
+
+
+def test_greedy_samples_show_ids_past_the_tokenizer_as_replacement_characters(device):
+    """A model vocabulary larger than the tokenizer's (Llama folders pad it): the sample is U+FFFD, not an error."""
+
+    class PaddedVocabulary:  # generates two ids the tokenizer lacks
+        def generate(self, idx, n, **kw):
+            xp = backend.get_array_module(idx)
+            return xp.concatenate([idx, xp.full((1, 2), TOK.vocab_size + 1, dtype=idx.dtype)], axis=1)
+
+    (_, _, got), = greedy_samples(PaddedVocabulary(), TOK, [("ab=", "a")], window=15, device=device)
+    assert got == "\ufffd\ufffd"
