@@ -18,7 +18,7 @@ def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("pymdownx")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (tmp_path / "site" / "ops" / "linear-and-matmul" / "index.html").read_text(encoding="utf-8")
     assert "../../_source/minilora/ops/linear.py" in page  # a link to the code, brought into the site

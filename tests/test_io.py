@@ -22,7 +22,8 @@ with io.atomic_folder(sys.argv[1]) as f:
 
 def _save_killed_at(folder, text, point):
     env = {**os.environ, io.TEST_HOOK: point}
-    proc = subprocess.run([sys.executable, "-c", SAVE, str(folder), text], env=env, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", SAVE, str(folder), text], env=env, capture_output=True,
+                          timeout=120)  # generous (CI may be slow): it only turns a hang into a failure
     assert proc.returncode == -9, proc.stderr.decode()  # SIGKILL
 
 
@@ -114,7 +115,8 @@ def test_sigterm_during_a_save_removes_its_temporary_files(tmp_path):
             "2", "--max-steps", "1", "--eval-batches", "1", "--corpus-size", "60", "--no-progress",
             "--out-dir", str(out)]
     env = {**os.environ, io.TEST_HOOK: "folder-between-files:1:TERM"}
-    proc = subprocess.run([sys.executable, "-m", "minilora.cli", *argv], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "minilora.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=180)  # generous (CI may be slow): it only turns a hang into a failure
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "minilora: interrupted"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder beside it

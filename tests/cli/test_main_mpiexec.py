@@ -20,14 +20,14 @@ def test_pretrain_and_finetune_under_mpiexec_run_two_ranks_and_rank_0_alone_prin
     base = tmp_path / "base"
     proc = mpirun(["-m", "minilora.cli", "pretrain", "--max-steps", "2", "--n-layer", "1", "--n-embd", "16",
                    "--block-size", "16", "--corpus-size", "200", "--batch-size", "3", "--eval-interval", "0",
-                   "--no-progress", "--out-dir", str(base)], timeout=60)
+                   "--no-progress", "--out-dir", str(base)], timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world 2 ranks x batch 3 = global batch 6" in _done_line(proc.stdout)
     assert {"ckpt.npz", "metrics.jsonl", "config.json", "vocab.json"} <= set(os.listdir(base))
     finetune = ["finetune", "--method", "lora", "--base", str(base / "ckpt.npz"), "--data", "arithmetic",
                 "--corpus-size", "200", "--steps", "3", "--eval-interval", "0", "--no-progress"]
     out = tmp_path / "lora"
-    proc = mpirun(["-m", "minilora.cli", *finetune, "--batch-size", "2", "--out", str(out)], timeout=60)
+    proc = mpirun(["-m", "minilora.cli", *finetune, "--batch-size", "2", "--out", str(out)], timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world 2 ranks x batch 2 = global batch 4" in _done_line(proc.stdout)
     assert sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.npz"]

@@ -5,16 +5,18 @@ the same ``build`` (a world of one, batch 2b). Scenarios:
 
 - ``train``: full fine-tuning and LoRA, float64, gradient accumulation and clipping on, each
   uninterrupted (OUT/<method>) and stopped after 2 steps then resumed by a fresh Trainer
-  (OUT/<method>-resumed); prints every file this rank opened for writing.
+  (OUT/<method>-resumed); then lists every file this rank opened for writing in
+  OUT/writes-rank<r>.json (a file per rank: the ranks' stdout lines may interleave).
 - ``raise`` / ``kill``: rank 1 raises / is killed (SIGKILL) in its third step.
 - ``fingerprint`` / ``config``: rank 1 builds another base / uses another learning rate.
 - ``errors``: the collective bad-input errors, each caught and printed by rank 0.
-- ``comm``: the communicator's collectives.
+- ``comm``: the communicator's collectives; each rank that passed writes OUT/comm-rank<r>.txt.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import signal
 import sys
@@ -50,7 +52,8 @@ def params(trainer: Trainer) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in trainer.model.state_dict().items()}
 
 
-def _record_writes() -> list[str]:
+def _record_writes() -> tuple[list[str], Any]:
+    """Spy on open/os.replace; returns (the paths written so far, a function that stops spying)."""
     written: list[str] = []
     real_open, real_replace = builtins.open, os.replace
 
@@ -63,12 +66,15 @@ def _record_writes() -> list[str]:
         written.append(os.fspath(dst))
         real_replace(src, dst, *args, **kwargs)
 
+    def stop() -> None:
+        builtins.open, os.replace = real_open, real_replace
+
     builtins.open, os.replace = spy_open, spy_replace
-    return written
+    return written, stop
 
 
 def train(out: str) -> None:
-    written = _record_writes()
+    written, stop = _record_writes()
     for method in ("full", "lora"):
         build(method, B, os.path.join(out, method)).fit()
         first = build(method, B, os.path.join(out, method + "-resumed"))
@@ -77,7 +83,9 @@ def train(out: str) -> None:
         again = build(method, B, os.path.join(out, method + "-resumed"), base_seed=0)
         again.resume(again.checkpoint_path)
         again.fit()
-    print(f"rank {distributed.rank()} wrote {len(written)} files: {sorted(set(written))}", flush=True)
+    stop()  # the report itself is the test's file, not the library's
+    with open(os.path.join(out, f"writes-rank{distributed.rank()}.json"), "w", encoding="utf-8") as f:
+        json.dump(sorted(set(written)), f)
 
 
 def fault(kind: str) -> None:
@@ -109,7 +117,7 @@ def errors() -> None:
     expect(lambda: build("full", B, None, global_batch_size=1))
 
 
-def comm() -> None:
+def comm(out: str) -> None:
     c, r = distributed.get_communicator("cpu"), distributed.rank()
     a = np.full(3, r + 1.0)
     assert c.all_reduce(a) is a and a.tolist() == [3.0, 3.0, 3.0]
@@ -121,7 +129,8 @@ def comm() -> None:
     assert c.broadcast(b, root=1).tolist() == [0, 2, 4, 6]
     assert c.allgather_bytes(b"x" * (r + 1)) == [b"x", b"xx"]
     distributed.barrier()
-    print(f"rank {r} of {distributed.world_size()} comm ok", flush=True)
+    with open(os.path.join(out, f"comm-rank{r}.txt"), "w", encoding="utf-8") as f:
+        f.write(f"rank {r} of {distributed.world_size()} comm ok")
 
 
 if __name__ == "__main__":
@@ -137,4 +146,4 @@ if __name__ == "__main__":
     elif scenario == "errors":
         errors()
     elif scenario == "comm":
-        comm()
+        comm(out)
