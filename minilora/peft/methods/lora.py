@@ -72,7 +72,7 @@ register(Method(
                 docs="docs/methods/dora.md"),
         Variant("pissa", 1e-2, "LoRA initialised from W0's top-r singular triplets; the base is the residual",
                 {"init_lora_weights": "pissa"}, docs="docs/methods/pissa.md"),
-        Variant("loraplus", 1e-2, "LoRA with B at 16x the learning rate of A (LoRA+)", {"loraplus_lr_ratio": 16.0},
+        Variant("loraplus", 3e-3, "LoRA with B at 16x the learning rate of A (LoRA+)", {"loraplus_lr_ratio": 16.0},
                 docs="docs/methods/loraplus.md"),
     ),
     docs="docs/methods/lora.md", mergeable=True, order=10,

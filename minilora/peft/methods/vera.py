@@ -304,7 +304,7 @@ class VeraExchange:
 
 register(Method(
     VeraConfig, inject, prepare=prepare, exchange=VeraExchange, mergeable=True, order=20,
-    variants=(Variant("vera", 1e-2, "shared frozen random A, B; per-layer trained vectors d (r) and b (out)"),),
+    variants=(Variant("vera", 1e-1, "shared frozen random A, B; per-layer trained vectors d (r) and b (out)"),),
     docs="docs/methods/vera.md",
     options=(
         Option(("--rank",), "r", "rank r (LoRA default 8, VeRA 256)", int),
