@@ -129,8 +129,7 @@ def abort(code: int = 1) -> None:
     """End every rank now (MPI_Abort); in a world of one, exit with ``code``."""
     world = init()
     if world.size > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _let_the_launcher_forward_output()
         world.abort(code)
     raise SystemExit(code)
 
@@ -154,4 +153,23 @@ def _abort_on_exception(kind: type[BaseException], exc: BaseException, tb: Trace
     traceback.print_exception(kind, exc, tb)
     print(f"minilora.distributed: rank {_world.rank} of {_world.size} raised {kind.__name__}: {exc}; "
           f"aborting all {_world.size} ranks", file=sys.stderr, flush=True)
+    _let_the_launcher_forward_output()
     _world.abort(1)
+
+
+def _let_the_launcher_forward_output(seconds: float = 1.0) -> None:
+    """Close stdout/stderr (the launcher's proxy reads them to the end) and give it a moment before MPI_Abort.
+
+    MPI_Abort tears the job down at once; without this the launcher could end the job before it had
+    forwarded the traceback and the one line above (seen under load: the line lost in about 1 run of 6).
+    """
+    import time  # noqa: PLC0415
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd in (1, 2):
+        try:
+            os.close(fd)
+        except OSError:  # already closed
+            pass
+    time.sleep(seconds)
