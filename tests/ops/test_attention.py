@@ -215,7 +215,7 @@ def test_grouped_query_dropout_matches_repeated_heads(device, rng):
 
 def test_grouped_query_against_torch(device):
     # torch's scaled_dot_product_attention on transformers' repeat_kv(k), repeat_kv(v), float64 (made by
-    # tests/ops/fixtures/make_rope_gqa.py): 8 query heads on 2 kv heads, end-aligned causal mask, left padding
+    # benchmarks/make_rope_gqa.py): 8 query heads on 2 kv heads, end-aligned causal mask, left padding
     ref = np.load(pathlib.Path(__file__).parent / "fixtures" / "rope_gqa_torch.npz")
     ts = [ml.tensor(ref[f"gqa_{n}"], device=device, requires_grad=True) for n in "qkv"]
     out = F.scaled_dot_product_attention(*ts, mask=ml.tensor(ref["gqa_keys"], device=device), causal=True)

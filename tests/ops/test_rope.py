@@ -12,7 +12,7 @@ from minilora import F, backend
 from minilora.gradcheck import check_grad
 from minilora.ops.rope import rope_cos_sin, rope_inv_freq
 
-TORCH = np.load(pathlib.Path(__file__).parent / "fixtures" / "rope_gqa_torch.npz")  # made by fixtures/make_rope_gqa.py
+TORCH = np.load(pathlib.Path(__file__).parent / "fixtures" / "rope_gqa_torch.npz")  # benchmarks/make_rope_gqa.py
 
 
 def rope_ref(x, positions, theta=10000.0):
