@@ -33,7 +33,7 @@ GPT2 = register(
         hf_conv1d=("c_attn", "c_proj", "c_fc"),
         tied_weights=lambda config: (("transformer.wte.weight", "lm_head.weight"),),
         adapter_sites={"attn": r"(.*\.)?h\.\d+\.attn", "mlp": r"(.*\.)?h\.\d+\.mlp"},
-        embed_path="transformer.wte",
+        embed_path=GPT.module_paths["embed_tokens"],  # prompt tuning reads the token embedding
         sized=_sized,
     )
 )

@@ -33,7 +33,7 @@ _PEFT_FACTS = {
     "ia3_targets": ("k_proj", "v_proj", "down_proj"),  # PEFT's default; down_proj is the feed-forward one
     "ia3_feedforward": ("down_proj",),
     "adapter_sites": {"attn": r"(.*\.)?layers\.\d+\.self_attn", "mlp": r"(.*\.)?layers\.\d+\.mlp"},
-    "embed_path": "model.embed_tokens",
+    "embed_path": LlamaForCausalLM.module_paths["embed_tokens"],
     "hf_module": "minilora.hf.llama",
     "tied_weights": lambda config: (
         (("model.embed_tokens.weight", "lm_head.weight"),) if config.get("tie_word_embeddings") else ()

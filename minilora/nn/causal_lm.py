@@ -8,13 +8,15 @@
 
 ``CausalLMBase.hidden_states`` holds the plumbing of the fine-tuning hooks (``prompt_embeds``
 for prompt tuning, ``prefix_kv`` for prefix tuning, ``attention_mask`` for padding, ``kv_cache``
-for generation). A family subclass provides five things:
+for generation). A family subclass provides four things:
 
-- ``embed_tokens`` (an Embedding), ``blocks`` (a ModuleList) and ``final_norm``: properties
-  pointing at its own, checkpoint-named modules (transformer.wte / model.embed_tokens, ...);
-- ``max_positions``: the longest sequence it can place (GPT-2's block_size, Llama's
-  max_position_embeddings) and ``max_positions_field``, that field's name for errors;
-- ``positions(x, pos)``: ``(x, block_kwargs)`` for absolute positions ``pos`` (T,).
+- ``module_paths``: where its own, checkpoint-named modules are (GPT-2's transformer.wte,
+  transformer.h, transformer.ln_f; Llama's model.embed_tokens, ...), which the core's
+  ``embed_tokens`` (an Embedding), ``blocks`` (a ModuleList) and ``final_norm`` properties follow;
+- ``max_positions_field``: its config field for the longest sequence it can place (GPT-2's
+  block_size, Llama's max_position_embeddings), read by ``max_positions`` and named in errors;
+- ``positions(x, pos)``: ``(x, block_kwargs)`` for absolute positions ``pos`` (T,);
+- ``init_std(name)``: the standard deviation its init draws the weight of module ``name`` with.
 
 The heads are mixins (``CausalLMMixin``, ``SequenceClassifierMixin``) over a family's base,
 so GPT and LlamaForCausalLM share forward, generate and save_pretrained.
@@ -23,7 +25,7 @@ so GPT and LlamaForCausalLM share forward, generate and save_pretrained.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from minilora import backend
 from minilora import functional as F  # noqa: N812
@@ -31,34 +33,39 @@ from minilora.nn.attention import KVCache, expand_batch
 from minilora.nn.checkpointing import GradientCheckpointing
 from minilora.nn.generation import generate
 from minilora.nn.inputs import as_ids, as_mask  # noqa: F401  (public here too)
-from minilora.nn.layers import Linear
+from minilora.nn.layers import Embedding, Linear, normal_, skip_init, zeros_
 from minilora.nn.module import Module
 from minilora.nn.precision import match
 from minilora.tensor import Tensor
+
+
+def _family_module(role: str) -> property:
+    """A property for the family's module playing ``role``, at the path its ``module_paths`` gives."""
+    return property(lambda self: self.get_submodule(self.module_paths[role]),
+                    doc=f"The family's {role} module (found at module_paths[{role!r}]).")
 
 
 class CausalLMBase(GradientCheckpointing, Module):
     """The shared backbone plumbing; a family subclass builds its modules and says where they are."""
 
     config: Any
-    max_positions_field = "max_positions"
     backbone_prefix = ""  # the state-dict prefix of the backbone ("transformer." for GPT-2, "model." for Llama)
 
     # ---------------------------------------------------------------- what a family provides
-    @property
-    def embed_tokens(self) -> Module:
-        raise NotImplementedError
+    # the checkpoint paths of its modules: the core reaches them by role, so a family's names stay its checkpoints'
+    module_paths: ClassVar[dict[str, str]] = {}  # "embed_tokens", "blocks", "final_norm" -> dotted path
+    max_positions_field = "max_positions"  # the config field bounding the positions (GPT-2: "block_size")
 
-    @property
-    def blocks(self) -> Sequence[Module]:
-        raise NotImplementedError
-
-    @property
-    def final_norm(self) -> Module:
-        raise NotImplementedError
+    embed_tokens = _family_module("embed_tokens")  # an Embedding
+    blocks = _family_module("blocks")  # a ModuleList of the family's blocks
+    final_norm = _family_module("final_norm")
 
     @property
     def max_positions(self) -> int:
+        return int(getattr(self.config, self.max_positions_field))
+
+    def init_std(self, name: str) -> float:
+        """The standard deviation of the normal init of the Linear or Embedding weight of module ``name``."""
         raise NotImplementedError
 
     def positions(self, x: Tensor, pos: Any) -> tuple[Tensor, dict[str, Any]]:
@@ -70,6 +77,17 @@ class CausalLMBase(GradientCheckpointing, Module):
         return 0
 
     # ---------------------------------------------------------------- shared
+    def _init_weights(self) -> None:
+        """N(0, init_std(name)) for every Linear and Embedding weight, zero Linear biases (norms keep their ones).
+        Each Parameter is drawn once (a tied embedding/head too), in module order, from the host generator."""
+        seen: set[int] = set()
+        for name, m in self.named_modules():
+            if isinstance(m, (Linear, Embedding)) and id(m.weight) not in seen:
+                seen.add(id(m.weight))
+                normal_(m.weight, self.init_std(name))
+                if isinstance(m, Linear) and m.bias is not None:
+                    zeros_(m.bias)
+
     @property
     def n_layer(self) -> int:
         return len(self.blocks)
@@ -281,6 +299,15 @@ class SequenceClassifierMixin:
 
     score: Any
     num_classes: int
+
+    def __init__(self, config: Any, num_classes: int) -> None:
+        super().__init__(config)  # type: ignore[call-arg]  # the family's base builds the backbone
+        if num_classes < 1:
+            raise ValueError(f"{type(self).__name__}: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        with skip_init():
+            self.score = Linear(self.hidden_size, num_classes, bias=False)  # type: ignore[attr-defined]
+        self._init_weights()  # type: ignore[attr-defined]
 
     @classmethod
     def from_lm(cls, lm: Any, num_classes: int) -> Any:

@@ -26,7 +26,7 @@ from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
-from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, normal_, skip_init, zeros_
+from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, skip_init
 from minilora.nn.module import Module
 from minilora.tensor import Tensor
 from minilora.validate import check_fields, check_range, from_dict
@@ -147,6 +147,7 @@ class GPTBase(CausalLMBase):
     the learned position table ``wpe``, added to the embeddings before dropout.
     """
 
+    module_paths = {"embed_tokens": "transformer.wte", "blocks": "transformer.h", "final_norm": "transformer.ln_f"}
     max_positions_field = "block_size"
     backbone_prefix = "transformer."
 
@@ -168,35 +169,10 @@ class GPTBase(CausalLMBase):
             }
         )
 
-    def _init_weights(self) -> None:
-        """GPT-2 init: N(0, 0.02) for Linear and Embedding weights, zero biases, residual projections
-        (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)) so the residual stream does not grow with depth.
-        Each Parameter is drawn once (the tied embedding/head too), in module order, from the host generator."""
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        seen: set[int] = set()
-        for name, m in self.named_modules():
-            if not isinstance(m, (Linear, Embedding)) or id(m.weight) in seen:
-                continue
-            seen.add(id(m.weight))
-            normal_(m.weight, residual_std if name.endswith("c_proj") else 0.02)
-            if isinstance(m, Linear) and m.bias is not None:
-                zeros_(m.bias)
-
-    @property
-    def embed_tokens(self) -> Module:
-        return self.transformer.wte
-
-    @property
-    def blocks(self) -> ModuleList:
-        return self.transformer.h
-
-    @property
-    def final_norm(self) -> Module:
-        return self.transformer.ln_f
-
-    @property
-    def max_positions(self) -> int:
-        return self.config.block_size
+    def init_std(self, name: str) -> float:
+        """GPT-2 init: N(0, 0.02), but the residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)),
+        so that the residual stream does not grow with depth."""
+        return 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj") else 0.02
 
     def positions(self, x: Tensor, pos: Any) -> tuple[Tensor, dict[str, Any]]:
         return self.transformer.drop(x + self.transformer.wpe(pos, check_ids=False)), {}  # (B, P + T, C)
@@ -223,15 +199,6 @@ class GPT(CausalLMMixin, GPTBase):
 
 class GPTForSequenceClassification(SequenceClassifierMixin, GPTBase):
     """A GPT backbone (same ``transformer`` names, so GPT weights load) with a ``score`` head on the last real token."""
-
-    def __init__(self, config: GPTConfig, num_classes: int) -> None:
-        super().__init__(config)
-        if num_classes < 1:
-            raise ValueError(f"GPTForSequenceClassification: num_classes must be >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        with skip_init():
-            self.score = Linear(config.n_embd, num_classes, bias=False)
-        self._init_weights()
 
     @classmethod
     def from_gpt(cls, gpt: GPTBase, num_classes: int) -> GPTForSequenceClassification:

@@ -28,11 +28,16 @@ from minilora import functional as F  # noqa: N812
 from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
-from minilora.nn.layers import Embedding, Linear, RMSNorm, normal_, skip_init, zeros_
+from minilora.nn.layers import Embedding, Linear, RMSNorm, skip_init
 from minilora.nn.module import Module
 from minilora.ops.rope import rope_cos_sin
 from minilora.tensor import Tensor
 from minilora.validate import check_fields, from_dict
+
+
+def _alias(field: str) -> property:
+    """A read-only property giving the value of another field."""
+    return property(lambda self: getattr(self, field), doc=f"The same as ``{field}``.")
 
 
 @dataclasses.dataclass
@@ -84,33 +89,13 @@ class LlamaConfig:
             raise ValueError(f"{name}: attention_dropout must be in [0, 1), got {self.attention_dropout}")
 
     # the core's and PEFT's names for the same numbers (GPTConfig has these fields)
-    @property
-    def n_layer(self) -> int:
-        return self.num_hidden_layers
-
-    @property
-    def n_head(self) -> int:
-        return self.num_attention_heads
-
-    @property
-    def n_kv_head(self) -> int:
-        return int(self.num_key_value_heads)  # type: ignore[arg-type]
-
-    @property
-    def n_embd(self) -> int:
-        return self.hidden_size
-
-    @property
-    def block_size(self) -> int:
-        return self.max_position_embeddings
-
-    @property
-    def qkv_bias(self) -> bool:
-        return self.attention_bias
-
-    @property
-    def o_bias(self) -> bool:
-        return self.attention_bias
+    n_layer = _alias("num_hidden_layers")
+    n_head = _alias("num_attention_heads")
+    n_kv_head = _alias("num_key_value_heads")  # an int once __post_init__ has run
+    n_embd = _alias("hidden_size")
+    block_size = _alias("max_position_embeddings")
+    qkv_bias = _alias("attention_bias")
+    o_bias = _alias("attention_bias")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,14 +110,8 @@ class Qwen2Config(LlamaConfig):
     """Qwen2: Llama with a bias on q_proj, k_proj and v_proj (none on o_proj); attention_bias is not used."""
 
     model_type: ClassVar[str] = "qwen2"
-
-    @property
-    def qkv_bias(self) -> bool:
-        return True
-
-    @property
-    def o_bias(self) -> bool:
-        return False
+    qkv_bias = True  # not fields: Qwen2's layout, whatever attention_bias says
+    o_bias = False
 
 
 class LlamaAttention(Module):
@@ -211,6 +190,7 @@ class LlamaDecoderLayer(Module):
 class LlamaBase(CausalLMBase):
     """The backbone ``model`` (embed_tokens, layers, norm); positions are RoPE angles handed to every layer."""
 
+    module_paths = {"embed_tokens": "model.embed_tokens", "blocks": "model.layers", "final_norm": "model.norm"}
     max_positions_field = "max_position_embeddings"
     backbone_prefix = "model."
 
@@ -226,31 +206,8 @@ class LlamaBase(CausalLMBase):
                 "norm": RMSNorm(config.hidden_size, eps=config.rms_norm_eps),
             })
 
-    def _init_weights(self) -> None:
-        """transformers' init: N(0, initializer_range) for Linear and Embedding weights, zero biases, unit norms."""
-        seen: set[int] = set()
-        for m in self.modules():
-            if isinstance(m, (Linear, Embedding)) and id(m.weight) not in seen:
-                seen.add(id(m.weight))
-                normal_(m.weight, self.config.initializer_range)
-                if isinstance(m, Linear) and m.bias is not None:
-                    zeros_(m.bias)
-
-    @property
-    def embed_tokens(self) -> Module:
-        return self.model.embed_tokens
-
-    @property
-    def blocks(self) -> ModuleList:
-        return self.model.layers
-
-    @property
-    def final_norm(self) -> Module:
-        return self.model.norm
-
-    @property
-    def max_positions(self) -> int:
-        return self.config.max_position_embeddings
+    def init_std(self, name: str) -> float:
+        return self.config.initializer_range  # transformers' init: one N(0, initializer_range) for every weight
 
     def positions(self, x: Tensor, pos: Any) -> tuple[Tensor, dict[str, Any]]:
         cos, sin = rope_cos_sin(x.xp, pos, int(self.config.head_dim), self.config.rope_theta, x.dtype)  # (T, hd)
@@ -274,15 +231,6 @@ class LlamaForCausalLM(CausalLMMixin, LlamaBase):
 
 class LlamaForSequenceClassification(SequenceClassifierMixin, LlamaBase):
     """A Llama backbone with a ``score`` head (no bias, as transformers) on each row's last real token."""
-
-    def __init__(self, config: LlamaConfig, num_classes: int) -> None:
-        super().__init__(config)
-        if num_classes < 1:
-            raise ValueError(f"{type(self).__name__}: num_classes must be >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        with skip_init():
-            self.score = Linear(config.hidden_size, num_classes, bias=False)
-        self._init_weights()
 
 
 class Qwen2ForCausalLM(LlamaForCausalLM):
