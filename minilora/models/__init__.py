@@ -15,17 +15,10 @@ from minilora.models.registry import (
     get_family,
     register,
 )
-from minilora.nn.llama import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    LlamaForSequenceClassification,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen2ForSequenceClassification,
-)
+from minilora.nn.llama import *  # noqa: F403  (the Llama and Qwen2 models: listed once, in its __all__)
+from minilora.nn.llama import __all__ as _llama_names
 
 __all__ = [
-    "Family", "LlamaConfig", "LlamaForCausalLM", "LlamaForSequenceClassification", "Qwen2Config", "Qwen2ForCausalLM",
-    "Qwen2ForSequenceClassification", "build_model", "families", "family_for_model_type", "family_of", "get_family",
-    "register",
+    "Family", "build_model", "families", "family_for_model_type", "family_of", "get_family", "register",
+    *_llama_names,
 ]

@@ -6,14 +6,8 @@ from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.gpt import GPT, MLP, Block, CausalSelfAttention, GPTBase, GPTConfig, GPTForSequenceClassification
 from minilora.nn.inputs import mask_positions
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, RMSNorm, skip_init
-from minilora.nn.llama import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    LlamaForSequenceClassification,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen2ForSequenceClassification,
-)
+from minilora.nn.llama import *  # noqa: F403  (the Llama and Qwen2 models: listed once, in its __all__)
+from minilora.nn.llama import __all__ as _llama_names
 from minilora.nn.module import LoadResult, Module, Parameter, StateDictError
 from minilora.nn.transaction import Snapshot, all_or_nothing
 
@@ -21,7 +15,5 @@ __all__ = [
     "GELU", "GPT", "MLP", "Block", "CausalLMBase", "CausalLMMixin", "CausalSelfAttention", "Dropout", "Embedding",
     "GPTBase", "GPTConfig", "GPTForSequenceClassification", "KVCache", "LayerKVCache", "LayerNorm", "Linear",
     "LoadResult", "Module", "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "SequenceClassifierMixin",
-    "Snapshot", "StateDictError", "all_or_nothing", "skip_init", "LlamaConfig", "LlamaForCausalLM",
-    "LlamaForSequenceClassification", "Qwen2Config", "Qwen2ForCausalLM", "Qwen2ForSequenceClassification",
-    "mask_positions",
+    "Snapshot", "StateDictError", "all_or_nothing", "skip_init", "mask_positions", *_llama_names,
 ]

@@ -34,6 +34,12 @@ from minilora.ops.rope import rope_cos_sin
 from minilora.tensor import Tensor
 from minilora.validate import check_fields, from_dict
 
+# the public face: minilora.nn and minilora.models hand on exactly these
+__all__ = [
+    "LlamaConfig", "LlamaForCausalLM", "LlamaForSequenceClassification", "Qwen2Config", "Qwen2ForCausalLM",
+    "Qwen2ForSequenceClassification",
+]
+
 
 def _alias(field: str) -> property:
     """A read-only property giving the value of another field."""

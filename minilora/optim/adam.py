@@ -32,6 +32,7 @@ class Adam(Optimizer):
     """
 
     decoupled = False
+    default_weight_decay = 0.0  # PyTorch's defaults: Adam 0, AdamW 0.01
 
     def __init__(
         self,
@@ -39,8 +40,11 @@ class Adam(Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
+        """``weight_decay`` None: the class's ``default_weight_decay``."""
+        if weight_decay is None:
+            weight_decay = self.default_weight_decay
         _check(type(self).__name__, lr, betas, eps, weight_decay)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
@@ -136,13 +140,4 @@ class AdamW(Adam):
     """
 
     decoupled = True
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    default_weight_decay = 0.01
