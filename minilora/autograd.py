@@ -28,25 +28,24 @@ _used: dict[int, Tensor] | None = None  # activation_checkpoint's recorder: tens
 
 
 @contextlib.contextmanager
-def no_grad() -> Iterator[None]:
+def set_grad_enabled(mode: bool) -> Iterator[None]:
+    """Inside this block ops record the graph if ``mode`` is true, else not (as torch.set_grad_enabled)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, mode
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
     """Inside this block ops record no graph (inference, weight updates)."""
-    global _grad_enabled
-    prev, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = prev
+    return set_grad_enabled(False)
 
 
-@contextlib.contextmanager
-def enable_grad() -> Iterator[None]:
+def enable_grad() -> contextlib.AbstractContextManager[None]:
     """Record the graph again inside a no_grad block (activation checkpointing reruns a segment this way)."""
-    global _grad_enabled
-    prev, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = prev
+    return set_grad_enabled(True)
 
 
 def is_grad_enabled() -> bool:

@@ -142,6 +142,20 @@ class _Spy(Function):
         return g_x, g_w
 
 
+def test_grad_modes_nest_and_restore_even_on_error():
+    from minilora.autograd import enable_grad, set_grad_enabled
+
+    x = _leaf([1.0, 2.0])
+    with ml.no_grad():
+        with enable_grad():
+            assert (x * x).requires_grad
+        assert not (x * x).requires_grad
+        with pytest.raises(RuntimeError), set_grad_enabled(True):
+            raise RuntimeError("inside")
+        assert not ml.is_grad_enabled()
+    assert ml.is_grad_enabled() and (x * x).requires_grad
+
+
 def test_frozen_inputs_get_no_gradient_computed(device):
     _Spy.calls.clear()
     x = _leaf([1.0, 2.0], device)

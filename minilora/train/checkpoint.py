@@ -47,21 +47,12 @@ def _json_array(obj: Any) -> np.ndarray:
     return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)  # host: metadata bytes
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str],
-    model: Any,
-    optimizer: Any = None,
-    *,
-    step: int = 0,
-    tokenizer: Any = None,
-    schedule: Any = None,
-    sampler_state: dict[str, Any] | None = None,
-    train_config: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Save a model (and optionally its optimizer and the training state) to ``path`` atomically."""
-    arrays, meta = checkpoint_arrays(model, optimizer, step=step, tokenizer=tokenizer, schedule=schedule,
-                                     sampler_state=sampler_state, train_config=train_config, extra=extra)
+def save_checkpoint(path: str | os.PathLike[str], model: Any, optimizer: Any = None, **state: Any) -> None:
+    """Save a model (and optionally its optimizer and the training state) to ``path`` atomically.
+
+    ``state``: checkpoint_arrays' keywords (step, tokenizer, schedule, sampler_state, train_config, extra).
+    """
+    arrays, meta = checkpoint_arrays(model, optimizer, **state)
     arrays["meta"] = _json_array(meta)
     atomic_write_npz(path, arrays)
 
