@@ -6,7 +6,9 @@ Methods: every one in the registry (``minilora finetune --help`` lists them: ful
 pissa, loraplus, vera, ia3, adapter, prefix, prompt), each with its own options and learning rate.
 The base stays untouched on disk; ``--out DIR`` receives the adapter (adapter_config.json +
 adapter_model.npz; for ``full`` the whole fine-tuned weights). Use it with
-``minilora generate --checkpoint BASE --adapter DIR``.
+``minilora generate --checkpoint BASE --adapter DIR``. A PiSSA / OLoRA adapter (``--init pissa``), trained
+against the residual W0 - s B0 A0, is saved converted to an ordinary rank-2r LoRA on BASE
+(``--no-convert-to-lora`` to keep it as trained; docs/methods/pissa.md).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def add_parser(sub: Any, name: str) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="where the adapter goes (default runs/finetune-METHOD)")
     p.add_argument("--format", choices=("minilora", "peft"), default="minilora",
                    help="adapter files: minilora's (default) or Hugging Face PEFT's (LoRA/DoRA; needs minilora[hf])")
+    p.add_argument("--convert-to-lora", default=None, action=argparse.BooleanOptionalAction,
+                   help="save a PiSSA / OLoRA adapter (--init pissa|pissa_niter_N|olora) as an ordinary rank-2r LoRA "
+                        "on the ORIGINAL base, so generate/eval --adapter work on --base (default: on for those "
+                        "inits; --no-convert-to-lora saves it for the residual base, which is not saved)")
     seen: set[str] = set()
     for method in registry.methods().values():  # each method's own options; one it shares with another is added once
         options = [o for o in method.options if o.dest not in seen]
@@ -110,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--format peft: minilora writes PEFT's format for LoRA-family adapters only, not "
                                  f"{args.method}; use --format minilora")
         peft = get_peft_model(model, config, tokenizer=tokenizer)
+        convert = peft.base_changed if args.convert_to_lora is None else args.convert_to_lora
+        if convert and not peft.base_changed:  # before training, not after it
+            raise ValueError(f"--convert-to-lora: the {args.method} adapter leaves the base as it is (only --init "
+                             "pissa, pissa_niter_N or olora replace it by a residual); nothing to convert")
     except (ValueError, TypeError) as exc:
         raise CLIError(one_line(str(exc))) from None
     print(f"method {args.method}: ", end="")
@@ -123,13 +133,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     extra = None if data.labels is None else labels_file(data.labels)
     try:
-        size = peft.save_adapter(out, format=args.format, extra_files=extra)  # labels.json in the same unit
+        # labels.json in the same unit; PiSSA / OLoRA: a LoRA on the original base (minilora.peft.lora_convert)
+        size = peft.save_adapter(out, format=args.format, extra_files=extra, convert_to_lora=convert)
     except (ValueError, NotImplementedError, ImportError) as exc:
         raise CLIError(f"--format {args.format}: {exc}") from None
     before, after = history.val_loss[0], history.val_loss[-1]
+    note = [*(["Hugging Face PEFT format"] if args.format == "peft" else []),
+            *([f"converted to a rank-{2 * config.r} LoRA on the original base"] if convert else []),
+            *(["for the residual base, not --base: see docs/methods/pissa.md"] if peft.base_changed and not convert
+              else [])]  # fmt: skip
     print(f"done: {trainer.step} steps in {seconds:.1f} s, val loss {before:.4f} -> {after:.4f}; "
           f"{trainer.dp.summary()}, {trainer.tokens_per_s:,.0f} tokens/s; adapter {size:,} bytes in {out}"
-          + (" (Hugging Face PEFT format)" if args.format == "peft" else ""))
+          + (f" ({'; '.join(note)})" if note else ""))
     for line in report(data, peft, tokenizer, window, args.device, history.val_metrics[-1]):
         print(line)
     return 0

@@ -12,6 +12,7 @@ from minilora.peft.config import PeftConfig, TaskType
 from minilora.peft.ia3 import IA3Linear
 from minilora.peft.io import base_fingerprint, load_adapter, save_adapter
 from minilora.peft.lora import LoraLinear
+from minilora.peft.lora_convert import convert_to_lora
 from minilora.peft.loraplus import create_loraplus_optimizer
 from minilora.peft.peft_model import PeftModel, get_peft_model
 from minilora.peft.qlora import Linear4bit, quantize_model
@@ -23,6 +24,6 @@ globals().update(_CONFIGS)  # LoraConfig, IA3Config, ...: each method's config, 
 
 __all__ = [
     "BottleneckAdapter", "IA3Linear", "Linear4bit", "LoraLinear", "ModulesToSave", "PeftConfig", "PeftLayer",
-    "PeftModel", "TaskType", "base_fingerprint", "create_loraplus_optimizer", "get_peft_model", "load_adapter",
-    "match_targets", "quantize_model", "registry", "save_adapter", *sorted(_CONFIGS),
+    "PeftModel", "TaskType", "base_fingerprint", "convert_to_lora", "create_loraplus_optimizer", "get_peft_model",
+    "load_adapter", "match_targets", "quantize_model", "registry", "save_adapter", *sorted(_CONFIGS),
 ]

@@ -127,6 +127,7 @@ def write_adapter(model: Any, directory: str, adapter_name: str | None = None, f
             "num_classes": getattr(base, "num_classes", None),
         },
         "base_fingerprint": model.base_fingerprint,
+        **original_fingerprint(model),
         "weights": {k: {"shape": list(a.shape), "dtype": a.dtype.str} for k, a in arrays.items()},
     }
     with atomic_folder(directory) as folder:  # both files land together, or neither (see minilora.io)
@@ -135,6 +136,13 @@ def write_adapter(model: Any, directory: str, adapter_name: str | None = None, f
         for extra, text in (extra_files or {}).items():
             folder.write_text(extra, text)
     return adapter_size(directory)
+
+
+def original_fingerprint(model: Any) -> dict[str, str]:
+    """{"original_base_fingerprint": ...} when PiSSA / OLoRA replaced the base (what a converted adapter records
+    when converted from this folder later, minilora.peft.lora_convert), else {}."""
+    return {"original_base_fingerprint": model.original_base_fingerprint} if getattr(model, "base_changed", False) \
+        else {}
 
 
 def read_adapter(directory: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

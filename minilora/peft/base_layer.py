@@ -91,17 +91,19 @@ class PeftLayer(Module):
     def _slots(self) -> set[str]:
         return set(self._parameters) | set(self._modules)
 
-    def adapter_parameters(self, name: str | None = None) -> dict[str, Parameter]:
-        """Adapter ``name``'s parameters (active or aside) by name relative to this layer."""
+    def adapter_slots(self, name: str | None = None) -> dict[str, Any]:
+        """Adapter ``name``'s slot values (tensors or modules, active or aside) by attribute; {} if it has none here."""
         name = self.active_adapter if name is None else name
         if name not in self.settings:
             return {}
         if name == self.active_adapter:
-            slots = {a: getattr(self, a) for a in self.slot_names if a in self._slots()}
-        else:
-            slots = self._aside[name]
+            return {a: getattr(self, a) for a in self.slot_names if a in self._slots()}
+        return dict(self._aside[name])
+
+    def adapter_parameters(self, name: str | None = None) -> dict[str, Parameter]:
+        """Adapter ``name``'s parameters (active or aside) by name relative to this layer."""
         out: dict[str, Parameter] = {}
-        for attr, v in slots.items():
+        for attr, v in self.adapter_slots(name).items():
             if isinstance(v, Module):
                 out.update({f"{attr}.{n}": p for n, p in v.named_parameters()})
             elif v is not None:

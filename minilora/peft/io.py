@@ -30,12 +30,14 @@ __all__ = ["AdapterError", "adapter_size", "base_fingerprint", "load_adapter", "
 
 
 def save_adapter(model: PeftModel, directory: str, adapter_name: str | None = None, format: str = "minilora",
-                 extra_files: dict[str, str] | None = None) -> int:
+                 extra_files: dict[str, str] | None = None, convert_to_lora: bool = False) -> int:
     """Write one adapter of ``model`` to ``directory`` (created if needed); returns its size on disk in bytes.
 
-    ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit.
+    ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit. ``convert_to_lora``: a
+    PiSSA / OLoRA adapter as an ordinary rank-2r LoRA on the original base (minilora.peft.lora_convert).
     """
-    return write_adapter(model, directory, adapter_name, format=format, extra_files=extra_files)
+    return model.save_adapter(directory, adapter_name, format=format, extra_files=extra_files,
+                              convert_to_lora=convert_to_lora)
 
 
 def load_adapter(

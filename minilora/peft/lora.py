@@ -32,7 +32,7 @@ from minilora.nn import Linear, Module, Parameter
 from minilora.nn.precision import cast, gemm_dtype
 from minilora.peft.base_layer import PeftLayer
 from minilora.peft.config import PeftConfig, check_choice, check_positive, check_positive_finite
-from minilora.peft.lora_init import changes_base, principal_init
+from minilora.peft.lora_init import LoraInitial, changes_base, principal_init
 from minilora.peft.lora_ops import (  # noqa: F401  (public here too)
     DoraLinearFn,
     LoraLinearFn,
@@ -100,9 +100,9 @@ def base_weight(layer: Module, dtype: Any = None) -> Any:
 
 class LoraLinear(PeftLayer):
     """A Linear (or Linear4bit) with low-rank adapters; the active one's tensors are lora_A, lora_B (and
-    lora_magnitude for DoRA)."""
+    lora_magnitude for DoRA; lora_initial, the frozen A0 and B0, after PiSSA / OLoRA)."""
 
-    slot_names = ("lora_A", "lora_B", "lora_magnitude")
+    slot_names = ("lora_A", "lora_B", "lora_magnitude", "lora_initial")
 
     def __init__(self, base_layer: Module) -> None:
         if not is_linear(base_layer):
@@ -140,10 +140,17 @@ class LoraLinear(PeftLayer):
                                  "NF4-quantised; initialise on the float model, then quantise the residual")
             a0, b0, residual = principal_init(w0, r, config.scaling, config.init_lora_weights)
             slots["lora_A"], slots["lora_B"] = Parameter(a0), Parameter(b0)  # (r, in), (out, r)
+            slots["lora_initial"] = LoraInitial(a0, b0)  # A0, B0 kept (frozen) for lora_convert.py
             stored = self.base_layer.weight.dtype  # a 16-bit base keeps its dtype (the residual rounded to it)
             self.base_layer.weight.data = residual.astype(stored, copy=False)  # a new array: W_res = W0 - s B A
         settings = {"r": r, "scaling": config.scaling, "dropout": config.lora_dropout, "use_dora": config.use_dora}
         self._register_slots(name, slots, settings, activate)
+
+    def initial_weights(self, name: str) -> tuple[Any, Any] | None:
+        """(A0 (r, in), B0 (out, r)) of adapter ``name`` as PiSSA / OLoRA initialised it; None for another init,
+        or for an adapter loaded from files (its initial state was not saved with it)."""
+        initial = self.adapter_slots(name).get("lora_initial")
+        return None if initial is None else (initial.lora_A, initial.lora_B)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:

@@ -11,7 +11,9 @@ PiSSA:  W0 = U S V^T (SVD, singular values descending); with the top r triplets 
 OLoRA:  W0 = Q R (QR decomposition);  B = Q[:, :r]  (out, r),  A = R[:r]  (r, in).
 
 In both the frozen base becomes the residual  W_res = W0 - s B A,  as PEFT's peft/tuners/lora/layer.py
-does (pissa_init, olora_init). The adapter is then only meaningful on that residual base.
+does (pissa_init, olora_init). The adapter is then only meaningful on that residual base, so the layer
+also keeps the initial A0, B0 (``LoraInitial``: buffers, never trained, in the model's state_dict and so in
+a Trainer checkpoint): lora_convert.py turns the trained adapter into a plain LoRA on the original W0.
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ import re
 from typing import Any
 
 from minilora import backend
+from minilora.nn import Module
 
 BASE_CHANGING_INITS = ("pissa", "olora")  # plus "pissa_niter_<N>"
+
+
+class LoraInitial(Module):
+    """The adapter's A0 (r, in) and B0 (out, r) as initialised, kept as buffers (frozen, checkpointed, moved by
+    to()) so the trained adapter can be re-expressed on the original base (lora_convert.py)."""
+
+    def __init__(self, a0: Any, b0: Any) -> None:
+        super().__init__()
+        self.register_buffer("lora_A", a0.copy())  # (r, in): a copy, never the trained Parameter's array
+        self.register_buffer("lora_B", b0.copy())  # (out, r)
 
 
 def changes_base(init: str) -> bool:

@@ -50,6 +50,7 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 FINGERPRINT_KEY = "minilora_base_fingerprint"  # safetensors metadata; PEFT ignores it
+ORIGINAL_FINGERPRINT_KEY = "minilora_original_base_fingerprint"  # PiSSA / OLoRA: the base before the residual
 TASK_TYPES = (None, "CAUSAL_LM", "SEQ_CLS")
 # PEFT options that change what the tensors mean, with the values minilora computes
 NEUTRAL: dict[str, tuple[Any, ...]] = {
@@ -64,6 +65,7 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "megatron_config": (None,),
     "use_bdlora": (None, False),
 }
+PEFT_INIT: dict[str, Any] = {"kaiming": True}  # minilora's init name -> PEFT's ("gaussian", "pissa", ... are the same)
 INITS_CHANGING_THE_BASE = ("pissa", "olora", "corda", "eva", "loftq")  # the adapter only fits the base PEFT modified
 
 
@@ -178,7 +180,7 @@ def to_peft_config(
         "bias": config.bias,
         "fan_in_fan_out": fan_in_fan_out,
         "inference_mode": True,
-        "init_lora_weights": True if config.init_lora_weights == "kaiming" else "gaussian",
+        "init_lora_weights": PEFT_INIT.get(config.init_lora_weights, config.init_lora_weights),
         "layer_replication": None,
         "layers_pattern": None,
         "layers_to_transform": None,
@@ -343,6 +345,8 @@ def save_adapter(model: Any, directory: str | os.PathLike[str], adapter_name: st
     hf_config, tensors = exchange.to_peft(model, name)
     p = Path(directory)
     metadata = {"format": "pt", FINGERPRINT_KEY: model.base_fingerprint}
+    if getattr(model, "base_changed", False):
+        metadata[ORIGINAL_FINGERPRINT_KEY] = model.original_base_fingerprint
     with atomic_folder(p) as folder:  # both files land together, or neither (see minilora.io)
         stio.write_safetensors(folder.path(WEIGHTS_NAME), tensors, metadata=metadata)
         stio.write_json(folder.path(CONFIG_NAME), hf_config)

@@ -62,6 +62,7 @@ class PeftModel(PeftNames, Module):
         self.peft_config: dict[str, PeftConfig] = {}
         self.active_adapter = adapter_name
         self.base_fingerprint = base_fingerprint(model)  # before anything changes (quantisation, training)
+        self.original_base_fingerprint = self.base_fingerprint  # stays the model's when PiSSA moves the former
         self._aside_encoders: dict[str, Module] = {}
         self._trained_base: dict[str, list[str]] = {}  # adapter -> plain names of base params it trains
         self._original_flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -333,13 +334,32 @@ class PeftModel(PeftNames, Module):
                 return groups
         return param_groups(self, weight_decay, lr)
 
+    @property
+    def base_changed(self) -> bool:
+        """True when initialising the adapter replaced the base weights (PiSSA / OLoRA: the residual): its saved
+        adapter then fits only that residual, unless saved with ``convert_to_lora=True``."""
+        return self.base_fingerprint != self.original_base_fingerprint
+
     def save_adapter(self, directory: str, adapter_name: str | None = None, format: str = "minilora",
-                     extra_files: dict[str, str] | None = None) -> int:
+                     extra_files: dict[str, str] | None = None, convert_to_lora: bool = False,
+                     path_initial_model_for_weight_conversion: str | None = None) -> int:
         """Write the adapter (config JSON + weights, never pickle) to ``directory``; returns its bytes on disk.
 
-        ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit.
+        ``extra_files`` ({name: text}) land in the same folder, in the same atomic unit. ``convert_to_lora``
+        (or an initial adapter's folder, ``path_initial_model_for_weight_conversion``, as in PEFT): a PiSSA /
+        OLoRA adapter is written as an ordinary rank-2r LoRA on the ORIGINAL base (minilora.peft.lora_convert),
+        nothing in this model changes, and nothing is written if the conversion is refused.
         """
-        return adapter_files.write_adapter(self, directory, adapter_name, format=format, extra_files=extra_files)
+        source: Any = self
+        if convert_to_lora or path_initial_model_for_weight_conversion is not None:
+            name = self.active_adapter if adapter_name is None else adapter_name
+            self._check_name(name, "save_adapter")
+            convert = self._method(name).to_original_base
+            if convert is None:
+                raise ValueError(f"save_adapter(convert_to_lora=True): {type(self.peft_config[name]).__name__} "
+                                 "adapters never change the base; save them without convert_to_lora")
+            source, adapter_name = convert(self, name, path_initial_model_for_weight_conversion), None
+        return adapter_files.write_adapter(source, directory, adapter_name, format=format, extra_files=extra_files)
 
     def load_adapter(
         self, directory: str, adapter_name: str = "default", format: str | None = None, is_trainable: bool = False

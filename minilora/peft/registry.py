@@ -15,6 +15,9 @@ a file. A ``Method`` says everything the rest of minilora asks about it:
 - ``exchange``: how it reads and writes Hugging Face PEFT's adapter folders (None: minilora's only);
 - ``optimizer_groups(peft, config, lr, weight_decay)``: parameter groups when the method wants
   its own (LoRA+: B at a larger learning rate), else the default grouping;
+- ``to_original_base(peft, adapter_name, initial_dir)``: for an initialisation that changed the base
+  (PiSSA / OLoRA), the trained adapter re-expressed on the base as it was before (PEFT's
+  ``path_initial_model_for_weight_conversion``); None when the method never changes the base;
 - ``docs``: its page under docs/methods/.
 
 get_peft_model, PeftModel, save_adapter/load_adapter, the PEFT-format reader/writer, the command
@@ -86,6 +89,7 @@ class Method:
     exchange: Any = None  # an object with to_peft(peft, name) and from_peft(config_dict, tensors, source)
     optimizer_groups: Callable[[Any, Any, float, float], list[dict[str, Any]] | None] | None = None
     loading_config: Callable[[Any], Any] | None = None  # the config to build with when loading saved weights
+    to_original_base: Callable[[Any, str, str | None], Any] | None = None  # PiSSA -> LoRA on the original base
     prepends_tokens: bool = False  # its virtual tokens take places in the context window (prompt tuning)
     order: int = 50  # where it stands in tables (the baseline first)
 

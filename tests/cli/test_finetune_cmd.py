@@ -90,3 +90,33 @@ def test_precision_flag_trains(base, tmp_path, precision):
     assert main(["finetune", "--method", "lora", "--base", base, *FT, "--precision", precision,
                  "--gradient-checkpointing", "--out", str(tmp_path / precision)]) == 0
     assert (tmp_path / precision / "adapter_model.npz").is_file()
+
+
+@pytest.mark.parametrize("fmt", ["minilora", "peft"])
+def test_a_pissa_adapter_is_saved_for_the_original_base(base, tmp_path, capsys, cli_error, fmt):
+    from minilora.cli.ckpt_helpers import load_model
+    from minilora.peft import PeftConfig, get_peft_model, load_adapter
+
+    out, raw = tmp_path / "pissa", tmp_path / "raw"
+    run = ["finetune", "--method", "lora", "--init", "pissa", "--base", base, *FT, "--rank", "2"]
+    assert main([*run, "--format", fmt, "--out", str(out)]) == 0
+    assert "converted to a rank-4 LoRA on the original base" in capsys.readouterr().out
+    assert main([*run, "--no-convert-to-lora", "--out", str(raw)]) == 0  # the same run, saved as trained
+    assert "for the residual base" in capsys.readouterr().out
+    assert main(["generate", "--checkpoint", base, "--adapter", str(out), "--prompt", "1+2=", "--max-new-tokens",
+                 "3", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("1+2=")
+    assert main(["eval", "--checkpoint", base, "--adapter", str(out), "--data", "arithmetic", "--corpus-size",
+                 "60", "--max-batches", "1"]) == 0
+    assert "trained on another base model" in cli_error(["generate", "--checkpoint", base, "--adapter", str(raw)])
+    # the converted adapter on the original base computes what the trained model (raw, on its residual) computed
+    config = PeftConfig.from_dict(json.loads((raw / "adapter_config.json").read_text())["config"])
+    residual = get_peft_model(load_model(base, "cpu")[1], config).unload()
+    idx = np.array([[1, 2, 3, 4, 5, 6]])
+    want = load_adapter(residual, str(raw))(idx)[0].numpy()
+    np.testing.assert_allclose(load_adapter(load_model(base, "cpu")[1], str(out))(idx)[0].numpy(), want, atol=1e-5)
+
+
+def test_convert_to_lora_without_a_residual_base_is_refused_before_training(base, cli_error):
+    line = cli_error(["finetune", "--method", "lora", "--base", base, *FT, "--convert-to-lora"])
+    assert "--convert-to-lora: the lora adapter leaves the base as it is" in line

@@ -1,7 +1,7 @@
 """LoRA and its variants in the registry: LoRA, QLoRA, DoRA, PiSSA / OLoRA initialisation, LoRA+.
 
 The layer, its fused ops and its config are in minilora/peft/lora.py (lora_ops.py, lora_init.py,
-loraplus.py beside it); QLoRA's NF4 base in linear4bit.py / qlora.py; PEFT's on-disk format in
+loraplus.py, lora_convert.py beside it); QLoRA's NF4 base in linear4bit.py / qlora.py; PEFT's on-disk format in
 peft_format.py. Docs: docs/methods/lora.md (qlora.md, dora.md, pissa.md, loraplus.md).
 """
 
@@ -14,6 +14,7 @@ from minilora.models import family_of
 from minilora.nn import Linear
 from minilora.peft.fingerprint import base_fingerprint
 from minilora.peft.lora import LoraConfig, LoraLinear
+from minilora.peft.lora_convert import convert_to_lora
 from minilora.peft.lora_init import changes_base
 from minilora.peft.loraplus import loraplus_param_groups
 from minilora.peft.peft_format import LoraExchange
@@ -90,4 +91,5 @@ register(Method(
                "(the loraplus method: 16)", float, metavar="RATIO"),
     ),
     exchange=LoraExchange, optimizer_groups=optimizer_groups, loading_config=loading_config,
+    to_original_base=convert_to_lora,
 ))  # fmt: skip
