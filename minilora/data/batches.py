@@ -104,6 +104,14 @@ def eval_windows(
         yield backend.to_device(window[:, :-1], device), backend.to_device(window[:, 1:], device)
 
 
+def right_pad(rows: Sequence[Any], fill: int = 0) -> np.ndarray:
+    """Host int64 array (len(rows), longest row): each row from the left, ``fill`` after it."""
+    out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
 def pad_examples(
     examples: Sequence[tuple[str, int]], tokenizer: CharTokenizer, block_size: int, device: str = "cpu"
 ) -> tuple[Any, Any, Any]:
@@ -113,11 +121,8 @@ def pad_examples(
     review is at its end, and the classifier reads the last real token).
     """
     encoded = [tokenizer.encode(t)[-block_size:] for t, _ in examples]
-    T = max(len(e) for e in encoded)
-    idx = np.zeros((len(encoded), T), dtype=np.int64)
-    mask = np.zeros((len(encoded), T), dtype=np.int64)
-    for i, e in enumerate(encoded):
-        idx[i, : len(e)], mask[i, : len(e)] = e, 1
+    idx = right_pad(encoded)
+    mask = right_pad([np.ones(len(e), dtype=np.int64) for e in encoded])
     labels = np.array([y for _, y in examples], dtype=np.int64)
     return tuple(backend.to_device(a, device) for a in (idx, mask, labels))  # type: ignore[return-value]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from minilora import backend
 from minilora.autograd import no_grad
-from minilora.data.batches import shard_batch
+from minilora.data.batches import right_pad, shard_batch
 from minilora.data.jsonl import Segments, completion_segments, split_answer
 from minilora.data.tokenizer import decode_known
 from minilora.train.tasks import LMTask
@@ -50,12 +50,7 @@ def segments_batch(tokenizer: Any, examples: Sequence[Example], window: int) -> 
         ids_a, trained_a = np.concatenate(ids)[-(window + 1):], np.concatenate(trained)[-(window + 1):]
         x, y = ids_a[:-1], np.where(trained_a[1:], ids_a[1:], -100)
         rows.append((x, y))
-    T = max(len(x) for x, _ in rows)
-    xs = np.zeros((len(rows), T), np.int64)
-    ys = np.full((len(rows), T), -100, np.int64)
-    for j, (x, y) in enumerate(rows):
-        xs[j, : len(x)], ys[j, : len(y)] = x, y
-    return xs, ys
+    return right_pad([x for x, _ in rows]), right_pad([y for _, y in rows], fill=-100)
 
 
 def completion_batch(
