@@ -11,6 +11,7 @@ from typing import Any
 from minilora import (
     functional,  # noqa: F401
     gradcheck,  # noqa: F401
+    heap,
     models,  # noqa: F401
     nn,  # noqa: F401
 )
@@ -22,6 +23,8 @@ from minilora.models import build_model
 from minilora.tensor import Tensor, tensor
 
 __version__ = "0.1.0"
+
+heap.keep_freed_memory()  # freed NumPy buffers stay in the heap: no page faults on each step's activations
 
 # subpackages imported on first attribute access (PEP 562)
 _LAZY = ("analysis", "cli", "data", "demo", "distributed", "hf", "io", "models", "ops", "optim", "peft", "testing",
