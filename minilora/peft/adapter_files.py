@@ -46,6 +46,7 @@ class SavedAdapter:
     fingerprint: str | None  # None in a folder PEFT wrote, which records none (then checked by shape only)
     directory: str
     format: str
+    original_fingerprint: str | None = None  # PiSSA / OLoRA saved as trained: the base its residual came from
 
     @property
     def checks_fingerprint(self) -> bool:
@@ -180,7 +181,7 @@ def read_saved(directory: str, format: str | None = None) -> SavedAdapter:
     if format == "peft":
         config, arrays = peft_format.load_peft_format(directory)
         return SavedAdapter(config, config, arrays, peft_format.read_fingerprint(directory), str(directory),
-                            "peft")
+                            "peft")  # a PiSSA adapter in PEFT's format is refused by its config already
     meta, arrays = read_adapter(directory)
     try:
         config = PeftConfig.from_dict(meta["config"])
@@ -188,4 +189,5 @@ def read_saved(directory: str, format: str | None = None) -> SavedAdapter:
         raise AdapterError(f"{os.path.join(directory, CONFIG_FILE)}: field 'config': {exc}") from None
     loading = method_of(config).loading_config
     build = loading(config) if loading is not None else config
-    return SavedAdapter(config, build, arrays, meta.get("base_fingerprint"), str(directory), "minilora")
+    return SavedAdapter(config, build, arrays, meta.get("base_fingerprint"), str(directory), "minilora",
+                        meta.get("original_base_fingerprint"))

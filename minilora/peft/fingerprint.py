@@ -42,8 +42,15 @@ def base_fingerprint(model: Any) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def check_fingerprint(have: str, want: str | None, directory: str) -> None:
-    """Refuse an adapter whose recorded base fingerprint ``want`` is not the model's ``have``."""
+def check_fingerprint(have: str, want: str | None, directory: str, original: str | None = None) -> None:
+    """Refuse an adapter whose recorded base fingerprint ``want`` is not the model's ``have``; ``original``: the
+    base a PiSSA / OLoRA adapter's residual was made from, when the adapter records it (a more precise message)."""
+    if have != want and original == have:
+        raise AdapterError(
+            f"{directory}: this PiSSA / OLoRA adapter was saved as trained, for the residual W0 - s B0 A0 of this "
+            "base, not for this base itself; save it with convert_to_lora=True (minilora finetune's default) to "
+            "use it here (docs/methods/pissa.md)"
+        )
     if have != want:
         raise AdapterError(
             f"{directory}: this adapter was trained on another base model (adapter's base fingerprint {want}, "

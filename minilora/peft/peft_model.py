@@ -367,7 +367,7 @@ class PeftModel(PeftNames, Module):
         """Add the adapter saved in ``directory`` as ``adapter_name`` (not activated); refuses another base."""
         saved = adapter_files.read_saved(directory, format)
         if saved.checks_fingerprint:
-            check_fingerprint(self.base_fingerprint, saved.fingerprint, saved.directory)
+            check_fingerprint(self.base_fingerprint, saved.fingerprint, saved.directory, saved.original_fingerprint)
         saved.check_targets(self.base_model)
         attach(self, saved.config, saved.build, adapter_name, saved.arrays, saved.directory, is_trainable, PeftModel)
         return adapter_name
@@ -385,7 +385,7 @@ class PeftModel(PeftNames, Module):
             return model if is_trainable else model.eval()
         saved = adapter_files.read_saved(directory, format)
         if saved.checks_fingerprint:
-            check_fingerprint(base_fingerprint(model), saved.fingerprint, saved.directory)
+            check_fingerprint(base_fingerprint(model), saved.fingerprint, saved.directory, saved.original_fingerprint)
         saved.check_targets(model)
         peft = attach(model, saved.config, saved.build, adapter_name, saved.arrays, saved.directory, is_trainable,
                       cls)  # fmt: skip

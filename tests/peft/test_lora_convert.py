@@ -79,6 +79,15 @@ def test_convert_to_lora_concatenates_as_peft_and_changes_nothing(rng):
     assert peft.base_fingerprint == fingerprint and peft.base_changed
 
 
+def test_an_inactive_pissa_adapter_converts_from_its_kept_slots(tmp_path):
+    peft = trained(get_peft_model(base(), LoraConfig(r=2, init_lora_weights="pissa")))
+    want = peft(IDX)[0].numpy()
+    peft.add_adapter("plain", LoraConfig(r=2))  # a second adapter, on the residual base
+    peft.set_adapter("plain")
+    peft.save_adapter(str(tmp_path), adapter_name="default", convert_to_lora=True)
+    np.testing.assert_allclose(load_adapter(base(), str(tmp_path))(IDX)[0].numpy(), want, atol=1e-12)
+
+
 def test_the_initial_state_survives_a_trainer_checkpoint_and_resume(tmp_path):
     tokens = np.random.default_rng(0).integers(0, CFG.vocab_size, 400)
     config = LoraConfig(r=2, target_modules=("c_attn",), init_lora_weights="pissa_niter_1")  # a random sketch

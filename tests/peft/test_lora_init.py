@@ -86,7 +86,7 @@ def test_the_adapter_belongs_to_the_residual_base(tmp_path):
     peft = get_peft_model(base(), LoraConfig(r=2, init_lora_weights="pissa"))
     assert peft.base_fingerprint != base_fingerprint(original)
     peft.save_adapter(str(tmp_path))
-    with pytest.raises(AdapterError, match="trained on another base model"):
+    with pytest.raises(AdapterError, match="saved as trained, for the residual W0 - s B0 A0 of this base"):
         load_adapter(original, str(tmp_path))
     residual = get_peft_model(base(), LoraConfig(r=2, init_lora_weights="pissa")).unload()
     assert base_fingerprint(residual) == peft.base_fingerprint
