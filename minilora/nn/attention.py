@@ -12,6 +12,9 @@ here for the fine-tuning methods and generation:
   it and attention runs over everything cached so far, so a generation step
   costs one token's work. The prefix is not cached: it is put in front again
   at every step (P is small), so the cache holds real positions only.
+
+``attend(owner, q, k, v, attention_mask, prefix_kv, kv_cache, dropout_p)`` serves all three
+around the attention op; a family's module only makes its q, k, v and projects the result.
 """
 
 from __future__ import annotations
@@ -141,3 +144,21 @@ def key_mask(owner: str, attention_mask: Any, T: int, Tk: int, n_prefix: int, de
         raise ValueError(f"{owner}: attention_mask must be (B, T_total) = ({B}, {Tk}) (cached + new positions), "
                          f"got {tuple(attention_mask.shape)}")
     return padding_mask(attention_mask, T, n_prefix, device)  # (B, 1, T, P + Tk)
+
+
+def attend(
+    owner: str, q: Tensor, k: Tensor, v: Tensor, attention_mask: Any, prefix_kv: tuple[Tensor, Tensor] | None,
+    kv_cache: LayerKVCache | None, dropout_p: float, heads: str = "n_head", width: str = "head_size",
+) -> Tensor:
+    """Causal attention of q over k, v with the three hooks served, in the one order that is right.
+
+    The new k, v go into the cache first (so the cache holds real positions only), the prefix in
+    front of all of them, and the padding mask covers the prefix and the cached + new keys.
+    q (B, nh, T, hs); k, v (B, nkv, T, hs) -> (B, nh, T, hs). ``heads``, ``width``: as with_prefix.
+    """
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hs)
+    Tk = k.shape[2]
+    k, v, n_prefix = with_prefix(owner, k, v, prefix_kv, heads, width)  # (B, nkv, P + Tk, hs)
+    mask = key_mask(owner, attention_mask, q.shape[2], Tk, n_prefix, q.device)  # (B, 1, T, P + Tk)
+    return F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=dropout_p)  # (B, nh, T, hs)

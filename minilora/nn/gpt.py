@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from minilora import functional as F  # noqa: N812
-from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
+from minilora.nn.attention import LayerKVCache, attend, key_mask
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, skip_init
@@ -95,12 +95,7 @@ class CausalSelfAttention(Module):
         q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        if kv_cache is not None:
-            k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
-        Tk = k.shape[2]
-        k, v, n_prefix = with_prefix("CausalSelfAttention", k, v, prefix_kv)  # (B, nh, P + T_past + T, hs)
-        mask = key_mask("CausalSelfAttention", attention_mask, T, Tk, n_prefix, x.device)  # (B, 1, T, P + Tk)
-        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hs)
+        y = attend("CausalSelfAttention", q, k, v, attention_mask, prefix_kv, kv_cache, p)  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 

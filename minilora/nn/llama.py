@@ -25,7 +25,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from minilora import functional as F  # noqa: N812
-from minilora.nn.attention import LayerKVCache, key_mask, with_prefix
+from minilora.nn.attention import LayerKVCache, attend
 from minilora.nn.causal_lm import CausalLMBase, CausalLMMixin, SequenceClassifierMixin
 from minilora.nn.containers import ModuleDict, ModuleList
 from minilora.nn.layers import Embedding, Linear, RMSNorm, skip_init
@@ -148,13 +148,9 @@ class LlamaAttention(Module):
         k = self.k_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
         v = self.v_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
         q, k = F.rotary_embedding(q, cos, sin), F.rotary_embedding(k, cos, sin)  # (B, nh|nkv, T, hd)
-        if kv_cache is not None:
-            k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hd): rotated keys are cached
-        Tk = k.shape[2]
-        k, v, n_prefix = with_prefix("LlamaAttention", k, v, prefix_kv, "num_key_value_heads", "head_dim")
-        mask = key_mask("LlamaAttention", attention_mask, T, Tk, n_prefix, x.device)  # (B, 1, T, P + Tk)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=True, dropout_p=p)  # (B, nh, T, hd)
+        y = attend("LlamaAttention", q, k, v, attention_mask, prefix_kv, kv_cache, p,  # rotated keys are cached
+                   "num_key_value_heads", "head_dim")  # (B, nh, T, hd)
         return self.o_proj(y.transpose(0, 2, 1, 3).reshape(B, T, nh * hd))  # (B, T, C)
 
     def extra_repr(self) -> str:
