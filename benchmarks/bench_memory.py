@@ -1,6 +1,7 @@
 """Where a training step's memory goes, and what checkpointing, a 16-bit base and QLoRA change: one table.
 
-    python benchmarks/bench_memory.py [--shapes medium smollm2] [--steps 2] [--device cpu|cuda] [--json PATH]
+    python benchmarks/bench_memory.py [--shapes medium smollm2] [--methods full lora qlora] [--rounds 3]
+        [--device cpu|cuda] [--json PATH] [--plot PNG] [--from-json PATH ...]
 
 Shapes (random weights, batch 4 x 256 tokens, AdamW):
 - medium: GPT, 6 layers, n_embd 384, 6 heads, vocab 65 (the benchmark GPT of bench_gpt.py);
@@ -8,17 +9,29 @@ Shapes (random weights, batch 4 x 256 tokens, AdamW):
   heads, vocab 49,152, tied embeddings); its loss runs through the chunked LM head (F.linear_cross_entropy).
 Settings: full fine-tuning, LoRA (r 8, all linear layers), QLoRA (the same on NF4 linear layers, block 64,
 double quantisation), each with and without gradient checkpointing, on a float32 and a bfloat16 base (the
-frozen base cast with .bfloat16(); full fine-tuning only on float32: a 16-bit base is a frozen base).
+frozen base cast with .bfloat16()). Full fine-tuning has no bf16-base row (the table says so): it trains the
+base itself, and a 16-bit trained model keeps float32 master weights (mixed precision, TrainConfig.precision),
+whose weights, optimizer state and (float32) activations are the fp32 row's; on the CPU its 16-bit GEMMs
+run in a generic loop, so it is not a row worth hours here.
 
 Columns:
 - resident: bytes held between steps, counted exactly: every parameter and buffer as stored (tied once) and
   the optimizer's state;
 - step peak: the peak of NEW memory during one step above the resident bytes (activations the graph keeps,
   gradients, temporaries): tracemalloc on NumPy (NumPy reports every data allocation to it), the memory
-  pool's high-water mark on CuPy; measured on a step after a warm-up step (the optimizer state then exists);
+  pool's high-water mark on CuPy; one traced step per row, after a warm-up step (the optimizer state and
+  its flat buffers then exist);
 - peak = resident + step peak;
-- ms/step: the median of ``--steps`` untraced steps; checkpointing on and off are timed alternately on the
-  same model, so the time ratio of a pair is measured in one run under the same load.
+- ms/step: the median over ``--rounds`` untraced steps; checkpointing off and on are timed alternately on
+  the same model (off, on / on, off / ...), and "x time" is the median of the rounds' on/off ratios, so a
+  ratio is measured in one run under the same load.
+
+Where the time goes (SmolLM2 shape, QLoRA, loaded 2-core CPU): building the random model 1.5-2 s,
+NF4-quantising its 210 linear layers 3 s, one step 60-100 s (attention about half of it), a traced step
+1.1-2x an untraced one. So the steps are the cost: the warm-up step runs on ``WARMUP_T`` tokens (it only
+has to create the optimizer state, which does not depend on the batch), the two traced steps are the only
+traced ones, and each round adds two untimed-free steps. A setting costs about (2 x 1.5 + 2 x rounds)
+steps: ``--rounds 1`` at the SmolLM2 shape, more where a step is cheap.
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "smollm2": {**SMOLLM2_135M, "max_position_embeddings": 256},
 }
 BATCH, T = 4, 256
+WARMUP_T = 8  # tokens per row of the warm-up step: it creates the optimizer state, the same at any length
 METHODS = ("full", "lora", "qlora")
 
 
@@ -56,8 +70,11 @@ def settings() -> list[tuple[str, str]]:
     return [(m, b) for m in METHODS for b in ("float32", "bfloat16") if not (m == "full" and b == "bfloat16")]
 
 
-def build(shape: str, method: str, base: str, device: str) -> tuple[Any, Any, Callable[[], float], Any]:
-    """(model, optimizer, one training step returning its loss on the host, the batch) from seed 0."""
+def build(shape: str, method: str, base: str, device: str) -> tuple[Any, Any, Callable[..., float], Any]:
+    """(model, optimizer, one training step returning its loss on the host, the batch) from seed 0.
+
+    ``step(T=n)`` trains on the first n tokens of each row instead (the warm-up).
+    """
     ml.manual_seed(0)
     model = build_model(SHAPES[shape]).to(device)
     if base != "float32":
@@ -70,9 +87,9 @@ def build(shape: str, method: str, base: str, device: str) -> tuple[Any, Any, Ca
     x = backend.to_device(rng.integers(0, V, (BATCH, T)), device)  # (B, T)
     y = backend.to_device(rng.integers(0, V, (BATCH, T)), device)  # (B, T)
 
-    def step() -> float:
+    def step(T: int = T) -> float:
         opt.zero_grad()
-        _, loss = model(x, y)
+        _, loss = model(x[:, :T], y[:, :T])
         loss.backward()
         opt.step()
         return loss.item()  # host: also waits for the device
@@ -105,29 +122,38 @@ def step_peak(step: Callable[[], float], device: str) -> int:
     return pool.total_bytes() - before  # the pool keeps what it allocated: its high-water mark
 
 
-def measure(shape: str, method: str, base: str, steps: int, device: str) -> list[dict[str, Any]]:
-    """Two rows (checkpointing off, on) for one model: alternating timed steps, then one traced step each."""
+def _checkpointing(model: Any, on: bool) -> None:
+    (model.gradient_checkpointing_enable if on else model.gradient_checkpointing_disable)()
+
+
+def measure(shape: str, method: str, base: str, rounds: int, device: str) -> list[dict[str, Any]]:
+    """Two rows (checkpointing off, on) for one model: a traced step each, then ``rounds`` alternating pairs."""
     model, opt, step, _ = build(shape, method, base, device)
-    step()  # warm-up: the optimizer state exists from here on
+    step(T=WARMUP_T)  # the optimizer state (and its flat buffers) exists from here on
+    res = resident_bytes(model, opt)
+    peaks = {}
+    for on in (False, True):
+        _checkpointing(model, on)
+        peaks[on] = step_peak(step, device)
     times: dict[bool, list[float]] = {False: [], True: []}
     losses: dict[bool, float] = {}
-    for _ in range(steps):
-        for on in (False, True):
-            (model.gradient_checkpointing_enable if on else model.gradient_checkpointing_disable)()
+    for r in range(rounds):
+        for on in ((False, True) if r % 2 == 0 else (True, False)):  # ABBA: a drift in load cancels
+            _checkpointing(model, on)
             t0 = time.perf_counter()
             losses[on] = step()
             times[on].append(time.perf_counter() - t0)
-    rows = []
-    for on in (False, True):
-        (model.gradient_checkpointing_enable if on else model.gradient_checkpointing_disable)()
-        res = resident_bytes(model, opt)
-        extra = step_peak(step, device)
-        rows.append({"shape": shape, "method": method, "base": base, "checkpointing": on,
-                     "ms_per_step": 1e3 * statistics.median(times[on]), "loss": losses[on], **res,
-                     "step_peak": extra, "peak": res["weights"] + res["optimizer_state"] + extra})
+    ratio = statistics.median(t1 / t0 for t0, t1 in zip(times[False], times[True]))
+    rows = [{"shape": shape, "method": method, "base": base, "checkpointing": on, "rounds": rounds,
+             "ms_per_step": 1e3 * statistics.median(times[on]), "time_ratio": ratio if on else None,
+             "loss": losses[on], **res, "step_peak": peaks[on],
+             "peak": res["weights"] + res["optimizer_state"] + peaks[on]} for on in (False, True)]
     del model, opt, step
     gc.collect()
     return rows
+
+
+FULL_BF16 = "it trains the base itself: 16 bits there is fp32 master weights (mixed precision), the fp32 rows' memory"
 
 
 def _mib(n: float) -> str:
@@ -141,11 +167,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     key = {(r["shape"], r["method"], r["base"], r["checkpointing"]): r for r in rows}
     for r in rows:
         pair = key.get((r["shape"], r["method"], r["base"], False))
-        ratio_t = f"{r['ms_per_step'] / pair['ms_per_step']:.2f}" if r["checkpointing"] and pair else ""
+        ratio = r.get("time_ratio") or (r["ms_per_step"] / pair["ms_per_step"] if pair else None)
+        ratio_t = f"{ratio:.2f}" if r["checkpointing"] and ratio else ""
         ratio_m = f"{r['step_peak'] / pair['step_peak']:.2f}" if r["checkpointing"] and pair else ""
         out.append(f"| {r['shape']} | {r['method']} | {r['base']} | {'on' if r['checkpointing'] else 'off'} | "
                    f"{r['ms_per_step']:,.0f} | {ratio_t} | {_mib(r['weights'] + r['optimizer_state'])} | "
                    f"{_mib(r['linear_weights'])} | {_mib(r['step_peak'])} | {ratio_m} | {_mib(r['peak'])} |")
+        if r["method"] == "full" and r["checkpointing"] and (r["shape"], "full", "bfloat16", False) not in key:
+            out.append(f"| {r['shape']} | full | bfloat16 | | n/a: {FULL_BF16} | | | | | | |")
     return "\n".join(out)
 
 
@@ -182,7 +211,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    ap.add_argument("--steps", type=int, default=2, help="timed steps per setting (keep it short)")
+    ap.add_argument("--rounds", "--steps", type=int, default=3,
+                    help="alternating off/on timed pairs per setting (each round is two steps)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--plot", metavar="PNG", help="also draw the stacked bars (needs matplotlib)")
@@ -196,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 rows += json.load(f)
     todo = [] if args.from_json else [(s, m, b) for s in args.shapes for m, b in settings() if m in args.methods]
     for shape, method, base in tqdm(todo, desc="bench_memory", unit="setting"):
-        rows += measure(shape, method, base, args.steps, args.device)
+        rows += measure(shape, method, base, args.rounds, args.device)
     print(f"bench_memory: batch {BATCH} x {T}, device {args.device}, {platform.processor() or platform.machine()}, "
           f"numpy {np.__version__}")
     print(table(rows))

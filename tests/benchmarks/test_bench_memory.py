@@ -24,7 +24,7 @@ def test_one_table_with_every_setting(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "BATCH", 2)
     monkeypatch.setattr(bench, "T", 16)
     js = tmp_path / "rows.json"
-    rows = bench.main(["--steps", "1", "--json", str(js), "--plot", str(tmp_path / "m.png")])
+    rows = bench.main(["--rounds", "2", "--json", str(js), "--plot", str(tmp_path / "m.png")])
     assert len(rows) == 2 * 2 * len(bench.settings())
     assert json.loads(js.read_text()) == rows
     printed = capsys.readouterr().out
@@ -37,3 +37,5 @@ def test_one_table_with_every_setting(tmp_path, monkeypatch, capsys):
         assert ckpt["step_peak"] < lora["step_peak"]
         bf16 = by[(shape, "lora", "bfloat16", False)]
         assert bf16["linear_weights"] * 2 == lora["linear_weights"]
+        assert ckpt["time_ratio"] > 0 and ckpt["rounds"] == 2 and lora["time_ratio"] is None
+    assert "| medium | full | bfloat16 | | n/a:" in printed  # said, not invented
