@@ -41,8 +41,14 @@ from minilora.tensor import Tensor
 
 def _family_module(role: str) -> property:
     """A property for the family's module playing ``role``, at the path its ``module_paths`` gives."""
-    return property(lambda self: self.get_submodule(self.module_paths[role]),
-                    doc=f"The family's {role} module (found at module_paths[{role!r}]).")
+
+    def get(self: CausalLMBase) -> Module:
+        if role not in self.module_paths:
+            raise NotImplementedError(f"{type(self).__name__}: module_paths names no {role!r} (a family gives the "
+                                      "checkpoint paths of its embed_tokens, blocks and final_norm)")
+        return self.get_submodule(self.module_paths[role])
+
+    return property(get, doc=f"The family's {role} module (at module_paths[{role!r}]).")
 
 
 class CausalLMBase(GradientCheckpointing, Module):

@@ -25,6 +25,7 @@ class ToyBlock(Module):
 
 
 class ToyLM(CausalLMMixin, CausalLMBase):
+    module_paths = {"embed_tokens": "tok", "blocks": "layers", "final_norm": "norm"}
     max_positions_field = "n_ctx"
 
     def __init__(self, V: int = 7, C: int = 4, n_layer: int = 2, n_ctx: int = 6) -> None:
@@ -34,10 +35,7 @@ class ToyLM(CausalLMMixin, CausalLMBase):
             LayerNorm(C)
         self.lm_head = Linear(C, V, bias=False)
 
-    embed_tokens = property(lambda self: self.tok)
-    blocks = property(lambda self: self.layers)
-    final_norm = property(lambda self: self.norm)
-    max_positions = property(lambda self: self.n_ctx)
+    max_positions = property(lambda self: self.n_ctx)  # no config to read n_ctx from
 
     def positions(self, x: Any, pos: Any) -> tuple[Any, dict[str, Any]]:
         return x, {"shift": 1.0}  # a block keyword argument, as Llama's rope
@@ -53,6 +51,14 @@ def test_a_new_family_needs_only_its_modules_and_positions(device):
     np.testing.assert_array_equal(backend.to_host(a), backend.to_host(m.generate(x, 2, temperature=0,
                                                                                   use_cache=False)))
     assert m.n_layer == 2 and m.hidden_size == 4 and m.vocab_size == 7
+
+
+def test_a_family_without_a_module_path_is_told_which():
+    class NoNorm(ToyLM):
+        module_paths = {"embed_tokens": "tok", "blocks": "layers"}
+
+    with pytest.raises(NotImplementedError, match="NoNorm: module_paths names no 'final_norm'"):
+        NoNorm()(np.zeros((1, 2), np.int64))
 
 
 def test_the_core_names_the_family_field_in_errors():
