@@ -85,7 +85,7 @@ class DemoConfig:
     def quick(cls, **overrides: Any) -> DemoConfig:
         """A seconds-long run on a tiny model (tests, smoke checks): every stage, no meaningful numbers."""
         settings: dict[str, Any] = dict(
-            n_layer=1, n_head=2, n_embd=16, block_size=24, pretrain_steps=3, pretrain_batch_size=4,
+            n_layer=1, n_head=2, n_embd=16, block_size=32, pretrain_steps=3, pretrain_batch_size=4,
             pretrain_corpus_size=200, domain_size=200, steps=2, batch_size=4, eval_interval=0, eval_batches=1,
             accuracy_examples=8, progress=False,
         )

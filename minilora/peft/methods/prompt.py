@@ -30,8 +30,9 @@ def loading_config(config: PromptTuningConfig) -> PromptTuningConfig:
 
 register(Method(
     PromptTuningConfig, inject,
-    variants=(Variant("prompt", 3e-1, "10 soft prompt embeddings, initialised from the class labels' embeddings",
-                      demo_settings={"init": "text", "init_text": "positive negative"}),),
+    # the demo: 18 positions, so both class labels fit ("positive n" was all that 10 held; docs/methods/prompt.md)
+    variants=(Variant("prompt", 3e-1, "18 soft prompt embeddings, initialised from both class labels' embeddings",
+                      demo_settings={"num_virtual_tokens": 18, "init": "text", "init_text": "positive negative "}),),
     docs="docs/methods/prompt.md", order=70, prepends_tokens=True, loading_config=loading_config,
     options=(
         Option(("--virtual-tokens",), "num_virtual_tokens", "number of virtual tokens P (default 10)", int),
