@@ -47,7 +47,7 @@ def small_config(name):
     """The registry's config for variant ``name`` (with the demo's settings), shrunk to the tiny model."""
     method, variant = registry.get_variant(name)
     fields = {f.name for f in dataclasses.fields(method.config_cls)}
-    return method.config(name, **variant.demo_settings, **{k: v for k, v in SMALL.items() if k in fields})
+    return method.config(name, **{**variant.demo_settings, **{k: v for k, v in SMALL.items() if k in fields}})
 
 
 CONFIGS = {name: small_config(name) for name in registry.variants()}  # every registered method
