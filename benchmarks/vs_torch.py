@@ -18,7 +18,8 @@ Each measurement is its own process (two thread pools in one process fight): min
 raw NumPy GEMM "floor" process, alternating (the order flips every round) for ``--rounds`` rounds. A
 process does a few warm-up steps, then times ``steps`` steps and reports their median. The table gives
 medians over rounds; a ratio is the median of the per-round ratios. Both libraries use their default
-thread counts (OpenBLAS and torch: every core) unless ``--threads N`` sets every pool of both to N.
+thread counts (OpenBLAS and torch: every core) unless ``--threads N`` sets every pool of both to N;
+minilora's worker gets minilora's OpenBLAS setting (``OPENBLAS_THREAD_TIMEOUT=4``, minilora/blas_threads.py).
 Peak RSS is the process's high-water mark (VmHWM, with imports); "step RSS" is the growth of the
 high-water mark from the built model to the end of the steps
 (gradients, optimizer state, activations; /proc/self/clear_refs resets the mark after set-up).
@@ -224,9 +225,15 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MI
 
 def run_worker(python: str, kind: str, shape: str, method: str, data: str, threads: int | None = None
                ) -> dict[str, Any]:
+    from minilora import blas_threads  # noqa: PLC0415  (never imported by the torch worker: no minilora there)
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")])}
     if threads:  # every library's pool at this size (torch reads OMP_NUM_THREADS at import)
         env.update({k: str(threads) for k in THREAD_VARS})
+    if kind == "minilora" and env.get(blas_threads.ENV_VAR, "1") != "0":
+        # what `import minilora` sets when it comes before NumPy (minilora/blas_threads.py); this script
+        # imports NumPy first, so the worker gets it here
+        env.setdefault(blas_threads.OPENBLAS_VAR, blas_threads.TIMEOUT)
     cmd = [python, os.path.abspath(__file__), "--worker", kind, "--shape", shape, "--method", method, "--data", data]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():

@@ -9,6 +9,7 @@ import importlib
 from typing import Any
 
 from minilora import (
+    blas_threads,  # noqa: F401  (first, before anything loads NumPy: sets OPENBLAS_THREAD_TIMEOUT)
     functional,  # noqa: F401
     gradcheck,  # noqa: F401
     heap,
