@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from minilora.demo.config import DemoConfig
+from minilora.demo.methods import METHOD_NAMES
 
 _DEFAULTS = DemoConfig(cache_dir=None)
 
@@ -18,8 +19,8 @@ _DEFAULTS = DemoConfig(cache_dir=None)
 def add_parser(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help="fine-tune a pre-trained GPT with every method and print one comparison table",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--methods", default="all", help="comma-separated subset of full,lora,qlora,adapter,prefix,"
-                   "prompt,ia3,dora (default all)")
+    p.add_argument("--methods", default="all", help=f"comma-separated subset of {','.join(METHOD_NAMES)} "
+                   "(default all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS.steps, help="fine-tuning steps per method "
                    f"(default {_DEFAULTS.steps})")
     p.add_argument("--pretrain-steps", type=int, default=_DEFAULTS.pretrain_steps,
