@@ -37,5 +37,5 @@ def test_one_table_with_every_setting(tmp_path, monkeypatch, capsys):
         assert ckpt["step_peak"] < lora["step_peak"]
         bf16 = by[(shape, "lora", "bfloat16", False)]
         assert bf16["linear_weights"] * 2 == lora["linear_weights"]
-        assert ckpt["time_ratio"] > 0 and ckpt["rounds"] == 2 and lora["time_ratio"] is None
+        assert ckpt["time_ratio"] > 0 and ckpt["cpu_ratio"] > 0 and ckpt["rounds"] == 2 and lora["time_ratio"] is None
     assert "| medium | full | bfloat16 | | n/a:" in printed  # said, not invented
