@@ -25,15 +25,15 @@ Columns:
 - ms/step: the median over ``--rounds`` untraced steps; checkpointing off and on are timed alternately on
   the same model (off, on / on, off / ...), and "x time" is the median of the rounds' on/off ratios, so a
   ratio is measured in one run under the same load;
-- CPU ms/step and "x CPU": the same for the process's CPU time (every thread's), which other processes on a
-  shared machine disturb far less than the wall clock: the steadier ratio there.
+- CPU ms/step and "x CPU": the same for the process's CPU time (every thread's), a second view of the
+  ratio (on the shared 2-core machine it moved with the wall clock: contention slows the CPU work too).
 
-Where the time goes (SmolLM2 shape, QLoRA, loaded 2-core CPU): building the random model 1.5-2 s,
-NF4-quantising its 210 linear layers 3 s, one step 60-100 s (attention about half of it), a traced step
-1.1-2x an untraced one. So the steps are the cost: the warm-up step runs on ``WARMUP_T`` tokens (it only
-has to create the optimizer state, which does not depend on the batch), the two traced steps are the only
-traced ones, and each round adds two untimed-free steps. A setting costs about (2 x 1.5 + 2 x rounds)
-steps: ``--rounds 1`` at the SmolLM2 shape, more where a step is cheap.
+Where the time goes (SmolLM2 shape, QLoRA, 2-core CPU): building the random model 1.5-2 s, NF4-quantising
+its 210 linear layers 3 s, one step 40-100 s loaded and 5-7 s idle (attention about half of it), a traced
+step 1.1-2x an untraced one. So the steps are the cost: the warm-up step runs on ``WARMUP_T`` tokens (it
+only has to create the optimizer state, which does not depend on the batch), the two traced steps are the
+only traced ones, and each round adds two timed steps. A setting costs about (1.5 x 2 + 2 x rounds)
+steps: ``--rounds 1`` at the SmolLM2 shape (16.5 min loaded), more where a step is cheap.
 """
 
 from __future__ import annotations
