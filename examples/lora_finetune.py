@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="cpu")
     p.add_argument("--pretrain-steps", type=int, default=600)
     p.add_argument("--steps", type=int, default=1000, help="LoRA steps (what this 2-layer base needs)")
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--n-embd", type=int, default=64)
     p.add_argument("--n-layer", type=int, default=2)
     p.add_argument("--block-size", type=int, default=64)
