@@ -19,7 +19,7 @@ raw NumPy GEMM "floor" process, alternating (the order flips every round) for ``
 process does a few warm-up steps, then times ``steps`` steps and reports their median. The table gives
 medians over rounds; a ratio is the median of the per-round ratios. Both libraries use their default
 thread counts (OpenBLAS and torch: every core) unless ``--threads N`` sets every pool of both to N;
-minilora's worker gets minilora's OpenBLAS setting (``OPENBLAS_THREAD_TIMEOUT=4``, minilora/blas_threads.py).
+minilora's worker gets minilora's OpenBLAS setting (``OPENBLAS_THREAD_TIMEOUT=20``, minilora/blas_threads.py).
 Peak RSS is the process's high-water mark (VmHWM, with imports); "step RSS" is the growth of the
 high-water mark from the built model to the end of the steps
 (gradients, optimizer state, activations; /proc/self/clear_refs resets the mark after set-up).
