@@ -124,8 +124,14 @@ def step_peak(step: Callable[[], float], device: str) -> int:
     return pool.total_bytes() - before  # the pool keeps what it allocated: its high-water mark
 
 
+CKPT_LAYERS: int | None = None  # --ckpt-layers: checkpoint only the first k blocks (None: all but the last)
+
+
 def _checkpointing(model: Any, on: bool) -> None:
-    (model.gradient_checkpointing_enable if on else model.gradient_checkpointing_disable)()
+    if on:
+        model.gradient_checkpointing_enable(num_layers=CKPT_LAYERS)
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def measure(shape: str, method: str, base: str, rounds: int, device: str) -> list[dict[str, Any]]:
@@ -223,11 +229,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--rounds", "--steps", type=int, default=3,
                     help="alternating off/on timed pairs per setting (each round is two steps)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--ckpt-layers", type=int, metavar="K",
+                    help="checkpoint only the first K blocks (default: every block but the last)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--plot", metavar="PNG", help="also draw the stacked bars (needs matplotlib)")
     ap.add_argument("--from-json", metavar="PATH", nargs="+", help="print (and plot) saved rows instead of measuring")
     args = ap.parse_args(argv)
     backend.module_for(args.device)  # a clear error when CUDA is missing
+    global CKPT_LAYERS
+    CKPT_LAYERS = args.ckpt_layers
     rows: list[dict[str, Any]] = []
     if args.from_json:
         for path in args.from_json:

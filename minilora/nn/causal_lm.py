@@ -180,7 +180,8 @@ class CausalLMBase(GradientCheckpointing, Module):
             x = self.run_block(
                 block,
                 x,
-                last=i == len(self.blocks) - 1,
+                i,
+                len(self.blocks),
                 attention_mask=mask,
                 prefix_kv=prefix_kv[i] if prefix_kv is not None else None,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,

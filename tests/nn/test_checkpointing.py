@@ -55,7 +55,7 @@ def _for_family(config: object, family: str) -> object:
 
 
 def _grads(device: str, method: str | None, checkpointing: bool, accum: int = 1,
-           family: str = "gpt2") -> dict[str, np.ndarray]:
+           family: str = "gpt2", num_layers: int | None = None) -> dict[str, np.ndarray]:
     ml.manual_seed(0)
     model = build_model({"family": family, **TINY[family]}).to(device, "float64")
     if method is not None:
@@ -66,7 +66,7 @@ def _grads(device: str, method: str | None, checkpointing: bool, accum: int = 1,
         if p.requires_grad:
             p.data = p.data + p.xp.asarray(0.1 * noise.standard_normal(p.shape))
     if checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(num_layers=num_layers)
     ml.manual_seed(5)  # dropout draws start from the same state in both runs
     rng = np.random.default_rng(1)
     for _ in range(accum):  # gradient accumulation: grads sum over micro-batches
@@ -88,6 +88,36 @@ def test_same_gradients_with_and_without(device: str, method: str | None, family
         assert np.abs(plain[name]).max() > 0, f"{name} got no gradient: the test would not see a bug"
 
 
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_num_layers_checkpoints_the_first_blocks_with_the_same_gradients(num_layers: int) -> None:
+    plain, ckpt = _grads("cpu", "lora", False), _grads("cpu", "lora", True, num_layers=num_layers)
+    for name in plain:
+        assert np.allclose(plain[name], ckpt[name], rtol=0, atol=1e-12), name
+    model = GPT(CFG)
+    model.gradient_checkpointing_enable(num_layers=num_layers)
+    assert _checkpoint_nodes(model(np.zeros((1, 4), np.int64))[0]) == num_layers  # 3 = every block, the last too
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 1.5, True, "2"])
+def test_num_layers_out_of_range_is_refused_and_changes_nothing(bad: object) -> None:
+    model = GPT(CFG)
+    with pytest.raises(ValueError, match=r"num_layers must be a whole number from 0 to 3 .* got"):
+        model.gradient_checkpointing_enable(num_layers=bad)  # type: ignore[arg-type]
+    assert not model.is_gradient_checkpointing and model.gradient_checkpointing_layers is None
+
+
+def _checkpoint_nodes(logits: ml.Tensor) -> int:
+    seen, stack, n = set(), [logits], 0
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or t._ctx is None:
+            continue
+        seen.add(id(t))
+        n += isinstance(t._ctx, Checkpoint)
+        stack.extend(t._ctx.inputs)
+    return n
+
+
 def test_gradient_accumulation_matches() -> None:
     plain, ckpt = _grads("cpu", "lora", False, accum=3), _grads("cpu", "lora", True, accum=3)
     for name in plain:
@@ -100,17 +130,7 @@ def test_blocks_are_checkpointed_only_when_training_with_a_graph() -> None:
     model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing
     idx = np.zeros((1, 4), np.int64)
-
-    def checkpoint_nodes(logits: ml.Tensor) -> int:
-        seen, stack, n = set(), [logits], 0
-        while stack:
-            t = stack.pop()
-            if id(t) in seen or t._ctx is None:
-                continue
-            seen.add(id(t))
-            n += isinstance(t._ctx, Checkpoint)
-            stack.extend(t._ctx.inputs)
-        return n
+    checkpoint_nodes = _checkpoint_nodes
 
     assert checkpoint_nodes(model(idx)[0]) == CFG.n_layer - 1  # all but the last block
     model.eval()
