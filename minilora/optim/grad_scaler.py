@@ -39,7 +39,7 @@ class GradScaler:
             )
         self.enabled = enabled
         self.growth_factor, self.backoff_factor, self.growth_interval = growth_factor, backoff_factor, growth_interval
-        self._scale = float(init_scale) if enabled else 1.0
+        self._scale = float(init_scale) if enabled else 1.0  # host: a Python number, never an array
         self._growth_tracker = 0  # clean steps since the last change of scale
 
     def get_scale(self) -> float:
@@ -93,6 +93,6 @@ class GradScaler:
                              f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
         if not (isinstance(state["scale"], (int, float)) and math.isfinite(state["scale"]) and state["scale"] > 0):
             raise ValueError(f"GradScaler.load_state_dict: scale must be positive and finite, got {state['scale']!r}")
-        self._scale = float(state["scale"])
-        self.growth_factor, self.backoff_factor = float(state["growth_factor"]), float(state["backoff_factor"])
+        self._scale = float(state["scale"])  # host: checked above to be a Python int or float
+        self.growth_factor, self.backoff_factor = float(state["growth_factor"]), float(state["backoff_factor"])  # host
         self.growth_interval, self._growth_tracker = int(state["growth_interval"]), int(state["_growth_tracker"])
