@@ -136,14 +136,16 @@ class LlamaAttention(Module):
     def forward(
         self,
         x: Tensor,
+        rope: tuple[Any, Any],
         attention_mask: Any = None,
         prefix_kv: tuple[Tensor, Tensor] | None = None,
         kv_cache: LayerKVCache | None = None,
-        rope: tuple[Any, Any] | None = None,
     ) -> Tensor:
+        """rope: (cos, sin), each (T, hd), for this call's absolute positions: required, and second, as
+        transformers' ``position_embeddings``; the model computes it once for all layers (LlamaBase.positions)."""
         B, T, _ = x.shape
         nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
-        cos, sin = rope  # type: ignore[misc]  # (T, hd) each, for this call's absolute positions
+        cos, sin = rope  # (T, hd) each
         q = self.q_proj(x).reshape(B, T, nh, hd).transpose(0, 2, 1, 3)  # (B, nh, T, hd)
         k = self.k_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
         v = self.v_proj(x).reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)  # (B, nkv, T, hd)
@@ -182,10 +184,10 @@ class LlamaDecoderLayer(Module):
         self.post_attention_layernorm = RMSNorm(C, eps=eps)
         self.mlp = LlamaMLP(config)
 
-    def forward(self, x: Tensor, attention_mask: Any = None, prefix_kv: Any = None, kv_cache: Any = None,
-                rope: Any = None) -> Tensor:  # fmt: skip
-        x = x + self.self_attn(self.input_layernorm(x), attention_mask=attention_mask, prefix_kv=prefix_kv,
-                               kv_cache=kv_cache, rope=rope)  # fmt: skip
+    def forward(self, x: Tensor, rope: tuple[Any, Any], attention_mask: Any = None, prefix_kv: Any = None,
+                kv_cache: Any = None) -> Tensor:  # fmt: skip
+        x = x + self.self_attn(self.input_layernorm(x), rope, attention_mask=attention_mask, prefix_kv=prefix_kv,
+                               kv_cache=kv_cache)  # fmt: skip
         return x + self.mlp(self.post_attention_layernorm(x))  # (B, T, C)
 
 

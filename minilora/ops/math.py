@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minilora import backend
 from minilora.autograd import Function, unbroadcast
 from minilora.gradcheck_cases import away_from_zero, register, spec, uniform
@@ -162,30 +164,6 @@ class Where(Function):
         self.cond = None
 
 
-class MaskedFill(Function):
-    """y = value where mask else x;  g_x = g_y where not mask else 0 (summed over broadcast axes)."""
-
-    def __init__(self, mask: Any, value: float) -> None:
-        self.mask, self.value = mask, value
-
-    def forward(self, x: Any) -> Any:
-        self.x_shape = x.shape
-        try:
-            return self.xp.where(self.mask, self.xp.asarray(self.value, dtype=x.dtype), x)
-        except ValueError as exc:
-            raise ValueError(
-                f"masked_fill: mask shape {tuple(self.mask.shape)} does not broadcast with x shape {tuple(x.shape)}"
-            ) from exc
-
-    def backward(self, g_y: Any) -> tuple[Any]:
-        xp = self.xp
-        return (unbroadcast(xp.where(self.mask, xp.zeros((), dtype=g_y.dtype), g_y), self.x_shape),)
-
-    def release(self) -> None:
-        super().release()
-        self.mask = None
-
-
 def _operand(v: Any, like: Tensor) -> Tensor:
     return v if isinstance(v, Tensor) else like._wrap(v)
 
@@ -200,8 +178,21 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
-    """x with ``value`` written where mask is True (mask broadcasts; e.g. -inf above the causal diagonal)."""
-    return MaskedFill.apply(x, mask=_condition("masked_fill", mask, x), value=value)
+    """x with ``value`` written where mask is True (mask broadcasts; e.g. -inf above the causal diagonal).
+
+    It is where(mask, value, x) with a constant ``value`` (x's dtype, no gradient): Where's backward gives
+    g_x = g_y where not mask else 0, summed over the axes the mask broadcast x along.
+    """
+    if not backend.is_floating(x.dtype):
+        raise TypeError(f"masked_fill: expected a floating-point x, got dtype {x.dtype} with shape {tuple(x.shape)}")
+    c = _condition("masked_fill", mask, x)
+    try:
+        np.broadcast_shapes(tuple(c.shape), tuple(x.shape))  # host: shapes only
+    except ValueError:
+        raise ValueError(
+            f"masked_fill: mask shape {tuple(c.shape)} does not broadcast with x shape {tuple(x.shape)}"
+        ) from None
+    return Where.apply(_operand(value, x), x, cond=c)
 
 
 def _mask(*shape: int) -> Any:
@@ -211,5 +202,5 @@ def _mask(*shape: int) -> Any:
 register(Where, lambda a, b: where(a.data > 0, a, b), (3, 4), (3, 4), name="Where")
 register(Where, lambda a, b: where(b.data[0] > 0, a, b), (2, 1, 4), (3, 4), name="Where (broadcast)")
 register(Where, lambda a: where(a.data > 0, a, 0.5), (3, 4), name="Where (scalar b)")
-register(MaskedFill, lambda x: masked_fill(x, x.data > 0.3, -3.0), (3, 4), name="MaskedFill")
-register(MaskedFill, lambda x: masked_fill(x, x.data[0, :, :1] > 0, 0.0), (2, 3, 4), name="MaskedFill (broadcast mask)")
+register(Where, lambda x: masked_fill(x, x.data > 0.3, -3.0), (3, 4), name="masked_fill")
+register(Where, lambda x: masked_fill(x, x.data[0, :, :1] > 0, 0.0), (2, 3, 4), name="masked_fill (broadcast mask)")

@@ -210,26 +210,6 @@ class Concat(Function):
         return tuple(grads)
 
 
-class Stack(Function):
-    """y = stack([x_0, ..., x_n], axis) (a new axis);  g_x_i = g_y indexed at i along that axis."""
-
-    float_only = False
-
-    def __init__(self, axis: int = 0) -> None:
-        self.axis = axis
-
-    def forward(self, *xs: Any) -> Any:
-        shapes = [tuple(x.shape) for x in xs]
-        if any(s != shapes[0] for s in shapes):
-            raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
-        self.axis = _normalise_axis("stack", self.axis, xs[0].ndim + 1, shapes)
-        return self.xp.stack(xs, axis=self.axis)
-
-    def backward(self, g_y: Any) -> tuple[Any, ...]:
-        lead = (slice(None),) * self.axis
-        return tuple(g_y[lead + (i,)] if need else None for i, need in enumerate(self.needs_input_grad))
-
-
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis (all shapes equal except along ``axis``)."""
     if not tensors:
@@ -238,10 +218,19 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join same-shaped tensors along a new axis."""
+    """Join same-shaped tensors along a new axis: each gets a size-1 axis there, then they are concatenated.
+
+    That is how numpy.stack is written, and the gradient needs nothing more: Concat's backward hands each
+    input its (..., 1, ...) slice of g_y and Reshape's drops the axis again.
+    """
     if not tensors:
         raise ValueError("stack: expected at least one tensor")
-    return Stack.apply(*tensors, axis=axis)
+    shapes = [tuple(t.shape) for t in tensors]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
+    ax = _normalise_axis("stack", axis, len(shapes[0]) + 1, shapes)
+    new_shape = shapes[0][:ax] + (1,) + shapes[0][ax:]
+    return Concat.apply(*(t.reshape(new_shape) for t in tensors), axis=ax)
 
 
 def split(x: Tensor, sections_or_sizes: int | Sequence[int], axis: int = -1) -> list[Tensor]:
@@ -271,6 +260,6 @@ def split(x: Tensor, sections_or_sizes: int | Sequence[int], axis: int = -1) -> 
 
 register(Concat, lambda a, b: concat([a, b], axis=1), (2, 3), (2, 2), name="Concat (axis=1)")
 register(Concat, lambda a, b, c: concat([a, b, c], axis=-1), (2, 1, 2), (2, 1, 1), (2, 1, 3), name="Concat (3 inputs)")
-register(Stack, lambda a, b: stack([a, b], axis=0), (3, 4), (3, 4), name="Stack (axis=0)")
-register(Stack, lambda a, b, c: stack([a, b, c], axis=-1), (2, 3), (2, 3), (2, 3), name="Stack (axis=-1)")
+register(Concat, lambda a, b: stack([a, b], axis=0), (3, 4), (3, 4), name="stack (axis=0)")
+register(Concat, lambda a, b, c: stack([a, b, c], axis=-1), (2, 3), (2, 3), (2, 3), name="stack (axis=-1)")
 register(GetItem, lambda x: concat(split(x, [1, 3, 2], axis=1)[::-1], axis=1), (2, 6), name="split (sizes) + concat")

@@ -121,6 +121,16 @@ def test_masked_fill_neg_inf_keeps_float32(device):
     assert y.dtype == np.float32 and np.isneginf(y.numpy()[0, 1]) and y.numpy()[1, 0] == 0
 
 
+def test_masked_fill_refuses_bad_input_by_name(device):
+    x = ml.tensor(np.zeros((3, 4)), device=device)
+    with pytest.raises(ValueError, match=r"masked_fill: mask shape \(2, 4\) does not broadcast with x shape \(3, 4\)"):
+        masked_fill(x, ml.tensor(np.ones((2, 4), bool), device=device), 0.0)
+    with pytest.raises(TypeError, match=r"masked_fill: expected a floating-point x, got dtype int64"):
+        masked_fill(ml.tensor(np.zeros((3, 4), np.int64), device=device), ml.tensor(np.ones(4, bool), device=device), 0)
+    with pytest.raises(TypeError, match="masked_fill: the condition must have dtype bool"):
+        masked_fill(x, x, 0.0)
+
+
 def test_condition_on_another_device_is_refused(device):
     if device == "cpu":
         pytest.skip("needs a second device")
