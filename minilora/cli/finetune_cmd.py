@@ -169,10 +169,3 @@ def labels_file(labels: list[str]) -> dict[str, str]:
 
     return {LABELS_FILE: json.dumps({"labels": labels}) + "\n"}
 
-
-def save_labels(directory: str, labels: list[str]) -> None:
-    """labels.json written alone into an existing adapter folder (an atomic file; prefer ``labels_file``)."""
-    from minilora.io import atomic_write_text  # noqa: PLC0415
-
-    for name, text in labels_file(labels).items():
-        atomic_write_text(os.path.join(directory, name), text)

@@ -67,7 +67,8 @@ def generate(
     model.eval()
     try:
         with no_grad():
-            ids = _generate(model, idx, max_new_tokens, None if greedy else float(temperature), top_k, top_p, seed,
+            temp = None if greedy else float(temperature)  # host: the caller's Python number, not an array
+            ids = _generate(model, idx, max_new_tokens, temp, top_k, top_p, seed,
                             use_cache, eos_token_id, pad_token_id, forward_kwargs)
     finally:
         model.train(was_training)

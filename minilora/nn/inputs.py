@@ -9,11 +9,15 @@ from minilora import backend
 from minilora.tensor import Tensor
 
 
+def _array(x: Any) -> Any:
+    """The array of a Tensor or array as it is; a nested list as a host array."""
+    data = x.data if isinstance(x, Tensor) else x
+    return data if backend.is_array(data) else backend.to_device(data, "cpu")
+
+
 def as_ids(x: Any, device: str, what: str, owner: str = "model") -> Any:
     """An integer (B, T) array on ``device`` from a Tensor, an array or a nested list."""
-    data = x.data if isinstance(x, Tensor) else x
-    if not backend.is_array(data):
-        data = backend.to_device(data, "cpu")
+    data = _array(x)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{owner}: {what} must be integers, got dtype {data.dtype} with shape {tuple(data.shape)}")
     if backend.device_of(data) != device:
@@ -23,9 +27,7 @@ def as_ids(x: Any, device: str, what: str, owner: str = "model") -> Any:
 
 def as_mask(mask: Any, device: str) -> Any:
     """A 0/1 padding mask (Tensor, array or list; int, float or bool) as an array on ``device``."""
-    data = mask.data if isinstance(mask, Tensor) else mask
-    if not backend.is_array(data):
-        data = backend.to_device(data, "cpu")
+    data = _array(mask)
     return data if backend.device_of(data) == device else backend.to_device(data, device)
 
 
@@ -37,9 +39,7 @@ def mask_positions(attention_mask: Any, n_prompt: int = 0) -> Any:
     so a left-padded row's first real token is at position 0, as it would be without the padding
     (n_prompt soft-prompt positions, always real, come first). Without padding this is 0, 1, 2, ...
     """
-    data = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-    if not backend.is_array(data):
-        data = backend.to_device(data, "cpu")
+    data = _array(attention_mask)
     xp = backend.get_array_module(data)
     real = data != 0  # (B, Tk)
     if n_prompt:

@@ -77,7 +77,7 @@ class Placement:
         """Cast floating state to float64 (for finite-difference checks); ``to(dtype=np.float32)`` casts back."""
         return self.to(dtype=np.float64)
 
-    def float(self) -> Any:
+    def float(self) -> Any:  # host: not a call of float() but PyTorch's Module.float(), a cast of the state
         """Cast floating state to float32 (the default dtype)."""
         return self.to(dtype=np.float32)
 
